@@ -1,0 +1,1 @@
+//! EWS client: builds SOAP requests, parses responses and the notification stream.

@@ -1,0 +1,12 @@
+//! booking-sync: keeps a meeting-room booking database in step with Microsoft Exchange.
+//!
+//! See `ARCHITECTURE.md` for the map of modules and the data flow.
+
+pub mod config;
+pub mod domain;
+pub mod ews;
+pub mod pipeline;
+pub mod recurrence;
+pub mod sim;
+pub mod store;
+pub mod tz;

@@ -1,0 +1,1 @@
+//! The sync pipeline: listener, bounded coalescing queue and workers.

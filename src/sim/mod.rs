@@ -1,0 +1,1 @@
+//! The bundled Exchange simulator: a fake EWS server with a control API.

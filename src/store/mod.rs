@@ -1,0 +1,1 @@
+//! PostgreSQL store: migrations, rooms, meetings and per-mailbox sync state.

@@ -1,0 +1,1 @@
+//! Windows time zone ids (as Exchange sends them) mapped to IANA rules.
