@@ -1,1 +1,6 @@
 //! The sync pipeline: listener, bounded coalescing queue and workers.
+//!
+//! Streaming events, catch-up requests and resyncs all become entries of one
+//! [`queue::WorkQueue`]; workers turn each entry into one sync pass for the mailbox.
+
+pub mod queue;
