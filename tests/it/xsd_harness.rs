@@ -22,3 +22,8 @@ fn stream_splitter_yields_each_envelope() {
 
     assert_eq!(documents, vec![VALID.to_owned(), VALID.to_owned()]);
 }
+
+#[test]
+fn assert_valid_envelopes_passes_on_valid_messages() {
+    crate::support::xsd::assert_valid_envelopes(&[VALID.to_owned()]);
+}
