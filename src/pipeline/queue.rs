@@ -138,6 +138,35 @@ impl WorkQueue {
         }
     }
 
+    /// Queues `mailbox` again after `delay`, for a pass that failed. Never waits: a
+    /// worker must not block on the queue it drains (the entry count stays bounded by
+    /// the number of mailboxes). Does nothing once the queue is closed.
+    pub fn retry(&self, mailbox: &MailboxAddress, reason: Reason, delay: Duration) {
+        let mut state = self.lock();
+        if state.closed {
+            return;
+        }
+        let ready_at = Instant::now() + delay;
+        if let Some(entry) = state.entries.get_mut(mailbox) {
+            entry.ready_at = entry.ready_at.max(ready_at);
+            merge(entry, None, reason);
+        } else {
+            let mut entry = Entry {
+                first_event_at: Instant::now(),
+                ready_at,
+                items: HashSet::new(),
+                reasons: Vec::new(),
+            };
+            merge(&mut entry, None, reason);
+            state.entries.insert(mailbox.clone(), entry);
+            state.order.push_back(mailbox.clone());
+            metrics::counter!(m::QUEUE_ENQUEUED).increment(1);
+        }
+        metrics::gauge!(m::QUEUE_DEPTH).set(state.entries.len() as f64);
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
     /// Takes the next ready mailbox that no other worker holds, waiting for one.
     /// Returns `None` once the queue is closed and empty.
     pub async fn pop(&self) -> Option<WorkItem> {
@@ -414,6 +443,21 @@ mod tests {
         queue.done(&work.mailbox);
         assert_eq!(queue.pop().await, None);
         assert!(queue.is_idle());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_waits_its_delay_even_in_a_full_queue() {
+        let queue = WorkQueue::new(1, Duration::ZERO);
+        queue.push(&mailbox("a@x"), None, Reason::Event).await.unwrap();
+        let start = Instant::now();
+
+        queue.retry(&mailbox("b@x"), Reason::CatchUp, Duration::from_secs(5));
+        let first = queue.pop().await.unwrap();
+        let second = queue.pop().await.unwrap();
+
+        assert_eq!(first.mailbox, mailbox("a@x"));
+        assert_eq!(second.mailbox, mailbox("b@x"));
+        assert!(Instant::now() - start >= Duration::from_secs(5));
     }
 
     #[tokio::test(start_paused = true)]
