@@ -4,3 +4,5 @@
 //! [`queue::WorkQueue`]; workers turn each entry into one sync pass for the mailbox.
 
 pub mod queue;
+pub mod rooms;
+pub mod source;
