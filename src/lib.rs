@@ -5,6 +5,7 @@
 pub mod config;
 pub mod domain;
 pub mod ews;
+pub mod pgtemp;
 pub mod pipeline;
 pub mod recurrence;
 pub mod sim;
