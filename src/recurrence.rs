@@ -296,6 +296,9 @@ pub fn expand(
             end: timing.end,
         });
     }
+    if to <= from {
+        return Ok(Vec::new());
+    }
     let shape = InstanceShape::of(timing);
     let calendar = PeriodCalendar::new(rule);
     let first_period = match rule.end {
@@ -499,8 +502,13 @@ impl InstanceShape {
         } else {
             ShapeKind::Timed {
                 start: local_start.time(),
-                // A local span across a clock change can come out negative.
-                duration: (local_end - local_start).max(Duration::zero()),
+                // A short meeting across the autumn change can end "earlier" on the
+                // wall clock than it starts; its real length is the better guess then.
+                duration: if local_end < local_start {
+                    timing.end - timing.start
+                } else {
+                    local_end - local_start
+                },
             }
         };
         Self {
@@ -554,7 +562,9 @@ fn resolve_local(time_zone: Tz, local: NaiveDateTime) -> DateTime<Utc> {
                 .checked_sub_days(Days::new(1))
                 .unwrap_or(NaiveDateTime::MIN);
             let offset = time_zone.offset_from_utc_datetime(&before).fix();
-            let utc = local - Duration::seconds(i64::from(offset.local_minus_utc()));
+            let utc = local
+                .checked_sub_signed(Duration::seconds(i64::from(offset.local_minus_utc())))
+                .unwrap_or(local);
             Utc.from_utc_datetime(&utc)
         }
     }
@@ -1468,6 +1478,34 @@ mod tests {
     }
 
     #[test]
+    fn first_instance_across_the_autumn_change_keeps_its_real_length() {
+        // 02:45 CEST to 02:15 CET on 25 October 2026: half an hour that ends "earlier".
+        let rule = rule(
+            Pattern::Daily { interval: 1 },
+            date(2026, 10, 25),
+            RangeEnd::NoEnd,
+        );
+        let timing = SeriesTiming {
+            start: utc(2026, 10, 25, 0, 45),
+            end: utc(2026, 10, 25, 1, 15),
+            is_all_day: false,
+            time_zone: Tz::Europe__Berlin,
+        };
+
+        let instances = expand(
+            &rule,
+            &timing,
+            utc(2026, 10, 26, 0, 0),
+            utc(2026, 10, 27, 0, 0),
+        )
+        .unwrap();
+
+        assert_eq!(instances.len(), 1);
+        assert_eq!(instances[0].start, utc(2026, 10, 26, 1, 45));
+        assert_eq!(instances[0].end, utc(2026, 10, 26, 2, 15));
+    }
+
+    #[test]
     fn single_meeting_gives_itself_without_an_original_start() {
         let mut item = daily_master();
         item.item_type = CalendarItemType::Single;
@@ -1711,6 +1749,59 @@ mod tests {
             Err(RecurrenceError::TooManyPeriods {
                 limit: MAX_EXPANSION_PERIODS
             })
+        );
+    }
+
+    #[test]
+    fn empty_or_reversed_window_gives_nothing() {
+        let rule = rule(
+            Pattern::Daily { interval: 1 },
+            date(2026, 1, 1),
+            RangeEnd::NoEnd,
+        );
+        let timing = hour_in_utc(utc(2026, 1, 1, 9, 0));
+
+        let empty = expand(
+            &rule,
+            &timing,
+            utc(2026, 1, 3, 9, 30),
+            utc(2026, 1, 3, 9, 30),
+        )
+        .unwrap();
+        let reversed =
+            expand(&rule, &timing, utc(2026, 1, 4, 0, 0), utc(2026, 1, 3, 0, 0)).unwrap();
+
+        assert!(empty.is_empty(), "{empty:?}");
+        assert!(reversed.is_empty(), "{reversed:?}");
+    }
+
+    #[test]
+    fn extreme_window_bounds_neither_panic_nor_loop() {
+        let numbered = rule(
+            Pattern::Weekly {
+                interval: 1,
+                days: vec![Weekday::Tue],
+                first_day_of_week: Weekday::Sun,
+            },
+            date(2026, 1, 6),
+            RangeEnd::Numbered { count: 3 },
+        );
+        let timing = SeriesTiming {
+            time_zone: Tz::Pacific__Kiritimati,
+            ..hour_in_utc(utc(2026, 1, 5, 19, 0))
+        };
+
+        let instances = expand(
+            &numbered,
+            &timing,
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+        )
+        .unwrap();
+
+        assert_eq!(
+            start_dates(&instances),
+            dates(&[(2026, 1, 5), (2026, 1, 12), (2026, 1, 19)])
         );
     }
 
