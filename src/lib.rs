@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod ews;
 pub mod metrics;
+pub mod pgtemp;
 pub mod pipeline;
 pub mod recurrence;
 pub mod sim;
