@@ -1,1 +1,43 @@
 //! EWS client: builds SOAP requests, parses responses and the notification stream.
+//!
+//! This module owns the Exchange wire protocol. Callers hand it mailbox addresses, ids
+//! and sync states (`crate::domain` types) and get domain values back; no XML or SOAP
+//! type leaves it, and only `ews::xml` touches XML. [`EwsClient`] sends one HTTP POST
+//! per operation (with impersonation, anchor-mailbox and affinity headers), caps the
+//! number of non-streaming requests in flight, and turns HTTP statuses, SOAP faults and
+//! error response codes into [`EwsError`] variants named after the caller's decision.
+//! [`EventStream`] reads a GetStreamingEvents body incrementally, one envelope at a
+//! time. It does not retry, back off, log errors or keep any per-mailbox state beyond
+//! the affinity cookie: the pipeline decides all of that.
+
+mod client;
+mod config;
+mod error;
+#[doc(hidden)]
+pub mod requests;
+mod stream;
+mod types;
+mod xml;
+
+pub use self::client::{
+    Affinity, EwsClient, MAX_CONNECTION_TIMEOUT_MINUTES, MAX_SUBSCRIPTIONS_PER_STREAM,
+    MAX_SYNC_CHANGES,
+};
+pub use self::config::{
+    EwsAuth, EwsConfig, DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SERVER_VERSION,
+};
+pub use self::error::{EwsError, ItemError};
+pub use self::stream::{EventStream, StreamDecoder};
+pub use self::types::{
+    CalendarView, ConnectionStatus, FolderInfo, Notification, StreamError, StreamMessage, ViewItem,
+};
+
+/// Response parsers, exposed for benchmarks and tests only.
+#[doc(hidden)]
+pub mod responses {
+    pub use super::xml::{
+        parse_find_calendar_view, parse_get_folder, parse_get_item, parse_subscribe,
+        parse_sync_folder_items, parse_unsubscribe,
+    };
+}

@@ -1,4 +1,6 @@
 //! Integration tests: one binary, against real PostgreSQL and the bundled simulator.
 
+mod ews_client;
+mod ews_requests;
 mod support;
 mod xsd_harness;

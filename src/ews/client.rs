@@ -1,0 +1,536 @@
+//! The HTTP side of the EWS client: one shared connection pool, headers, affinity
+//! cookies, timeouts, the concurrency cap, and mapping of HTTP statuses to errors.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE,
+};
+use reqwest::StatusCode;
+use secrecy::ExposeSecret;
+use tokio::sync::Semaphore;
+
+use super::config::{EwsAuth, EwsConfig};
+use super::error::{EwsError, ItemError};
+use super::requests::{self, RequestContext};
+use super::stream::EventStream;
+use super::types::{CalendarView, FolderInfo};
+use super::xml;
+use crate::domain::{CalendarItem, ItemId, MailboxAddress, SubscriptionId, SyncPage, SyncState};
+
+/// Most subscriptions one GetStreamingEvents connection may carry.
+pub const MAX_SUBSCRIPTIONS_PER_STREAM: usize = 200;
+/// SyncFolderItems' MaxChangesReturned range.
+pub const MAX_SYNC_CHANGES: u16 = 512;
+/// GetStreamingEvents' ConnectionTimeout range, in minutes.
+pub const MAX_CONNECTION_TIMEOUT_MINUTES: u8 = 30;
+/// Largest non-streaming response body accepted, in bytes.
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+const CONTENT_TYPE_XML: &str = "text/xml; charset=utf-8";
+const ACCEPT_XML: &str = "text/xml";
+const SOAP_ACTION: &str = "SOAPAction";
+const SOAP_ACTION_PREFIX: &str = "http://schemas.microsoft.com/exchange/services/2006/messages/";
+const X_ANCHOR_MAILBOX: &str = "X-AnchorMailbox";
+const X_PREFER_SERVER_AFFINITY: &str = "X-PreferServerAffinity";
+const BACKEND_OVERRIDE_COOKIE: &str = "X-BackEndOverrideCookie";
+
+/// Affinity state of one subscription group (anchor = first address of the sorted group).
+///
+/// Cloning shares the state. The backend cookie is learnt from the Set-Cookie of a
+/// Subscribe response and sent with every later subscription request of the group.
+#[derive(Debug, Clone)]
+pub struct Affinity {
+    inner: Arc<AffinityState>,
+}
+
+#[derive(Debug)]
+struct AffinityState {
+    anchor: MailboxAddress,
+    cookie: Mutex<Option<String>>,
+}
+
+impl Affinity {
+    /// Affinity for a group anchored at `anchor`, with no cookie yet.
+    pub fn new(anchor: MailboxAddress) -> Self {
+        Self {
+            inner: Arc::new(AffinityState {
+                anchor,
+                cookie: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The group's anchor mailbox.
+    pub fn anchor(&self) -> &MailboxAddress {
+        &self.inner.anchor
+    }
+
+    /// Forgets the backend cookie, so the next Subscribe routes by anchor again.
+    pub fn reset(&self) {
+        *self.lock() = None;
+    }
+
+    /// The backend cookie currently held, if any.
+    pub fn backend_cookie(&self) -> Option<String> {
+        self.lock().clone()
+    }
+
+    fn remember(&self, headers: &HeaderMap) {
+        let cookie = headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(backend_cookie_value);
+        if let Some(cookie) = cookie {
+            *self.lock() = Some(cookie);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        // The guarded value is a plain string, valid whatever a panicking holder did.
+        self.inner
+            .cookie
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The value of `X-BackEndOverrideCookie` in one Set-Cookie header.
+fn backend_cookie_value(set_cookie: &str) -> Option<String> {
+    let pair = set_cookie.split(';').next()?;
+    let (name, value) = pair.split_once('=')?;
+    (name.trim().eq_ignore_ascii_case(BACKEND_OVERRIDE_COOKIE) && !value.trim().is_empty())
+        .then(|| value.trim().to_owned())
+}
+
+/// EWS operations, for the SOAPAction header and logs.
+#[derive(Debug, Clone, Copy)]
+enum Operation {
+    Subscribe,
+    Unsubscribe,
+    GetStreamingEvents,
+    SyncFolderItems,
+    GetItem,
+    FindItem,
+    GetFolder,
+}
+
+impl Operation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Subscribe => "Subscribe",
+            Self::Unsubscribe => "Unsubscribe",
+            Self::GetStreamingEvents => "GetStreamingEvents",
+            Self::SyncFolderItems => "SyncFolderItems",
+            Self::GetItem => "GetItem",
+            Self::FindItem => "FindItem",
+            Self::GetFolder => "GetFolder",
+        }
+    }
+}
+
+/// A cheap-to-clone EWS client; every clone shares one connection pool and one cap
+/// on concurrent non-streaming requests.
+#[derive(Debug, Clone)]
+pub struct EwsClient {
+    inner: Arc<ClientState>,
+}
+
+#[derive(Debug)]
+struct ClientState {
+    http: reqwest::Client,
+    config: EwsConfig,
+    /// Created here with `max_concurrent_requests` permits; each non-streaming call
+    /// holds one until its response body is read. Streams take none: their number is
+    /// bounded by the listener's group count.
+    permits: Semaphore,
+}
+
+impl EwsClient {
+    /// Builds the client.
+    ///
+    /// # Errors
+    ///
+    /// [`EwsError::InvalidArgument`] for an unusable configuration (no permits, a user
+    /// agent that is not a header value), [`EwsError::Transport`] when the TLS stack
+    /// cannot be set up.
+    pub fn new(config: EwsConfig) -> Result<Self, EwsError> {
+        if config.max_concurrent_requests == 0 {
+            return Err(EwsError::InvalidArgument(
+                "max_concurrent_requests must be at least 1".to_owned(),
+            ));
+        }
+        HeaderValue::from_str(&config.user_agent).map_err(|_| {
+            EwsError::InvalidArgument("user agent is not a valid header value".to_owned())
+        })?;
+        let http = reqwest::Client::builder()
+            .user_agent(config.user_agent.clone())
+            .connect_timeout(config.request_timeout)
+            .build()
+            .map_err(EwsError::Transport)?;
+        Ok(Self {
+            inner: Arc::new(ClientState {
+                http,
+                permits: Semaphore::new(config.max_concurrent_requests),
+                config,
+            }),
+        })
+    }
+
+    /// Subscribes `mailbox`'s calendar for streaming notifications, as a member of the
+    /// affinity group; keeps the backend cookie the response sets.
+    ///
+    /// # Errors
+    ///
+    /// Any [`EwsError`]; notably `AccessDenied`, `MailboxNotFound`, `Throttled`.
+    pub async fn subscribe_streaming(
+        &self,
+        mailbox: &MailboxAddress,
+        affinity: &Affinity,
+    ) -> Result<SubscriptionId, EwsError> {
+        let body = requests::subscribe_streaming(&self.context(mailbox));
+        let response = self
+            .call(
+                Operation::Subscribe,
+                body,
+                affinity.anchor(),
+                Some(affinity),
+            )
+            .await?;
+        xml::parse_subscribe(&response)
+    }
+
+    /// Ends a subscription; one that no longer exists counts as ended.
+    ///
+    /// # Errors
+    ///
+    /// Any [`EwsError`] other than a missing subscription.
+    pub async fn unsubscribe(
+        &self,
+        mailbox: &MailboxAddress,
+        affinity: &Affinity,
+        id: &SubscriptionId,
+    ) -> Result<(), EwsError> {
+        let body = requests::unsubscribe(&self.context(mailbox), id);
+        let response = self
+            .call(
+                Operation::Unsubscribe,
+                body,
+                affinity.anchor(),
+                Some(affinity),
+            )
+            .await?;
+        xml::parse_unsubscribe(&response)
+    }
+
+    /// Opens one streaming connection for up to 200 subscriptions (impersonating the anchor).
+    ///
+    /// `connection_timeout_minutes` is clamped to 1..=30. The request timeout covers
+    /// only the wait for the response headers; watching the open stream for silence is
+    /// the caller's job.
+    ///
+    /// # Errors
+    ///
+    /// [`EwsError::InvalidArgument`] for no ids or more than 200; otherwise any
+    /// [`EwsError`] of the HTTP exchange. Errors inside the stream arrive as messages.
+    pub async fn get_streaming_events(
+        &self,
+        affinity: &Affinity,
+        ids: &[SubscriptionId],
+        connection_timeout_minutes: u8,
+    ) -> Result<EventStream, EwsError> {
+        if ids.is_empty() || ids.len() > MAX_SUBSCRIPTIONS_PER_STREAM {
+            return Err(EwsError::InvalidArgument(format!(
+                "a stream carries 1 to {MAX_SUBSCRIPTIONS_PER_STREAM} subscriptions, not {}",
+                ids.len()
+            )));
+        }
+        let minutes = connection_timeout_minutes.clamp(1, MAX_CONNECTION_TIMEOUT_MINUTES);
+        let body = requests::get_streaming_events(&self.context(affinity.anchor()), ids, minutes);
+        let request = self.request(
+            Operation::GetStreamingEvents,
+            body,
+            affinity.anchor(),
+            Some(affinity),
+        );
+        let timeout = self.inner.config.request_timeout;
+        let response = tokio::time::timeout(timeout, request.send())
+            .await
+            .map_err(|_| EwsError::Timeout)?
+            .map_err(transport)?;
+        affinity.remember(response.headers());
+        if response.status() == StatusCode::OK {
+            tracing::debug!(
+                operation = "GetStreamingEvents",
+                "Streaming connection opened"
+            );
+            return Ok(EventStream::new(response.bytes_stream()));
+        }
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = tokio::time::timeout(timeout, read_body(response))
+            .await
+            .map_err(|_| EwsError::Timeout)??;
+        Err(status_error(status, &headers, &body))
+    }
+
+    /// One page of calendar changes since `state` (`None`: everything, as creates).
+    ///
+    /// `max_changes` is clamped to 1..=512.
+    ///
+    /// # Errors
+    ///
+    /// Any [`EwsError`]; `InvalidSyncState` means: start again without a state.
+    pub async fn sync_folder_items(
+        &self,
+        mailbox: &MailboxAddress,
+        state: Option<&SyncState>,
+        max_changes: u16,
+    ) -> Result<SyncPage, EwsError> {
+        let max_changes = max_changes.clamp(1, MAX_SYNC_CHANGES);
+        let body = requests::sync_folder_items(&self.context(mailbox), state, max_changes);
+        let response = self
+            .call(Operation::SyncFolderItems, body, mailbox, None)
+            .await?;
+        xml::parse_sync_folder_items(&response)
+    }
+
+    /// One GetItem for all ids; one result per id, in order (ErrorItemNotFound -> Err(ItemError::NotFound)).
+    ///
+    /// # Errors
+    ///
+    /// An [`EwsError`] when the whole call failed, including a per-item code that
+    /// concerns the whole request (throttling, access, mailbox state), or when Exchange
+    /// answered with a different number of results than ids.
+    pub async fn get_calendar_items(
+        &self,
+        mailbox: &MailboxAddress,
+        ids: &[ItemId],
+    ) -> Result<Vec<Result<CalendarItem, ItemError>>, EwsError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = requests::get_item(&self.context(mailbox), ids);
+        let response = self.call(Operation::GetItem, body, mailbox, None).await?;
+        let results = xml::parse_get_item(&response)?;
+        if results.len() != ids.len() {
+            return Err(EwsError::Malformed(format!(
+                "{} results for {} requested items",
+                results.len(),
+                ids.len()
+            )));
+        }
+        Ok(results)
+    }
+
+    /// Singles, occurrences and exceptions overlapping [`from`, `to`), at most
+    /// `max_entries` of them.
+    ///
+    /// # Errors
+    ///
+    /// Any [`EwsError`]; a window over two years is refused by Exchange
+    /// (`Response` with ErrorCalendarViewRangeTooBig).
+    pub async fn find_calendar_view(
+        &self,
+        mailbox: &MailboxAddress,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        max_entries: u32,
+    ) -> Result<CalendarView, EwsError> {
+        let body =
+            requests::find_calendar_view(&self.context(mailbox), from, to, max_entries.max(1));
+        let response = self.call(Operation::FindItem, body, mailbox, None).await?;
+        xml::parse_find_calendar_view(&response)
+    }
+
+    /// The calendar folder's id and item count.
+    ///
+    /// # Errors
+    ///
+    /// Any [`EwsError`].
+    pub async fn get_calendar_folder(
+        &self,
+        mailbox: &MailboxAddress,
+    ) -> Result<FolderInfo, EwsError> {
+        let body = requests::get_folder(&self.context(mailbox));
+        let response = self.call(Operation::GetFolder, body, mailbox, None).await?;
+        xml::parse_get_folder(&response)
+    }
+
+    fn context<'a>(&'a self, mailbox: &'a MailboxAddress) -> RequestContext<'a> {
+        RequestContext {
+            server_version: &self.inner.config.server_version,
+            mailbox,
+            impersonate: self.inner.config.impersonation,
+        }
+    }
+
+    fn request(
+        &self,
+        operation: Operation,
+        body: String,
+        anchor: &MailboxAddress,
+        affinity: Option<&Affinity>,
+    ) -> reqwest::RequestBuilder {
+        let config = &self.inner.config;
+        let mut request = self
+            .inner
+            .http
+            .post(&config.url)
+            .header(CONTENT_TYPE, CONTENT_TYPE_XML)
+            .header(ACCEPT, ACCEPT_XML)
+            .header(
+                SOAP_ACTION,
+                format!("{SOAP_ACTION_PREFIX}{}", operation.as_str()),
+            )
+            .header(X_ANCHOR_MAILBOX, anchor.as_str())
+            .body(body);
+        if let Some(affinity) = affinity {
+            request = request.header(X_PREFER_SERVER_AFFINITY, "true");
+            if let Some(cookie) = affinity.backend_cookie() {
+                request = request.header(COOKIE, format!("{BACKEND_OVERRIDE_COOKIE}={cookie}"));
+            }
+        }
+        if let EwsAuth::Basic { username, password } = &config.auth {
+            request = request.basic_auth(username, Some(password.expose_secret()));
+        }
+        request
+    }
+
+    /// Sends a non-streaming request under a permit and the request timeout, and
+    /// returns the body of a 200 answer.
+    async fn call(
+        &self,
+        operation: Operation,
+        body: String,
+        anchor: &MailboxAddress,
+        affinity: Option<&Affinity>,
+    ) -> Result<Bytes, EwsError> {
+        // The semaphore is never closed, so acquiring cannot fail.
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| EwsError::InvalidArgument("client is shut down".to_owned()))?;
+        let request = self.request(operation, body, anchor, affinity);
+        let started = tokio::time::Instant::now();
+        let exchange = async {
+            let response = request.send().await.map_err(transport)?;
+            if let Some(affinity) = affinity {
+                affinity.remember(response.headers());
+            }
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = read_body(response).await?;
+            if status == StatusCode::OK {
+                Ok(body)
+            } else {
+                Err(status_error(status, &headers, &body))
+            }
+        };
+        let result = tokio::time::timeout(self.inner.config.request_timeout, exchange)
+            .await
+            .map_err(|_| EwsError::Timeout)
+            .and_then(|result| result);
+        tracing::debug!(
+            operation = operation.as_str(),
+            ok = result.is_ok(),
+            elapsed = ?started.elapsed(),
+            "EWS request finished"
+        );
+        result
+    }
+}
+
+/// Reads a whole response body, refusing more than [`MAX_RESPONSE_BYTES`].
+async fn read_body(mut response: reqwest::Response) -> Result<Bytes, EwsError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(EwsError::Malformed(format!(
+                "response body exceeds {MAX_RESPONSE_BYTES} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
+/// The error of a non-200 answer: a SOAP fault when there is one, else by status.
+fn status_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> EwsError {
+    match status {
+        StatusCode::UNAUTHORIZED => EwsError::Unauthorized,
+        StatusCode::FORBIDDEN => EwsError::Forbidden,
+        StatusCode::SERVICE_UNAVAILABLE => EwsError::Throttled {
+            backoff: retry_after(headers),
+        },
+        _ => xml::parse_fault(body).unwrap_or(EwsError::Http {
+            status: status.as_u16(),
+        }),
+    }
+}
+
+/// Retry-After in delta-seconds (the form servers use for 503).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+fn transport(err: reqwest::Error) -> EwsError {
+    if err.is_timeout() {
+        EwsError::Timeout
+    } else {
+        EwsError::Transport(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backend_cookie_is_taken_from_its_own_set_cookie_header() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            SET_COOKIE,
+            HeaderValue::from_static("exchangecookie=abc; path=/"),
+        );
+        headers.append(
+            SET_COOKIE,
+            HeaderValue::from_static(
+                "X-BackEndOverrideCookie=AM6PR04~1593847261; path=/; secure; HttpOnly",
+            ),
+        );
+        let affinity = Affinity::new(MailboxAddress::new("a@contoso.example"));
+
+        affinity.remember(&headers);
+
+        assert_eq!(
+            affinity.backend_cookie().as_deref(),
+            Some("AM6PR04~1593847261")
+        );
+        affinity.reset();
+        assert_eq!(affinity.backend_cookie(), None);
+    }
+
+    #[test]
+    fn service_unavailable_becomes_throttled_with_retry_after() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+
+        let error = status_error(StatusCode::SERVICE_UNAVAILABLE, &headers, b"");
+
+        assert_eq!(error.backoff_hint(), Some(Duration::from_secs(7)));
+    }
+}

@@ -1,0 +1,382 @@
+//! SOAP request bodies for every EWS operation the client uses.
+//!
+//! Each builder returns a complete envelope (XML declaration, `soap:Header` with the
+//! server version and optional impersonation, `soap:Body` with the operation) as a
+//! string. All values are escaped. The builders are public (but hidden from the docs)
+//! so that the integration tests can validate each envelope against Exchange's schema.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::xml::names::{NS_MESSAGES, NS_SOAP, NS_TYPES};
+use super::xml::writer::XmlWriter;
+use crate::domain::{ItemId, MailboxAddress, SubscriptionId, SyncState};
+
+const SOAP_ENVELOPE: &str = "soap:Envelope";
+const SOAP_HEADER: &str = "soap:Header";
+const SOAP_BODY: &str = "soap:Body";
+const T_REQUEST_SERVER_VERSION: &str = "t:RequestServerVersion";
+const T_EXCHANGE_IMPERSONATION: &str = "t:ExchangeImpersonation";
+const T_CONNECTING_SID: &str = "t:ConnectingSID";
+const T_PRIMARY_SMTP_ADDRESS: &str = "t:PrimarySmtpAddress";
+
+const M_SUBSCRIBE: &str = "m:Subscribe";
+const M_STREAMING_SUBSCRIPTION_REQUEST: &str = "m:StreamingSubscriptionRequest";
+const M_UNSUBSCRIBE: &str = "m:Unsubscribe";
+const M_SUBSCRIPTION_ID: &str = "m:SubscriptionId";
+const M_GET_STREAMING_EVENTS: &str = "m:GetStreamingEvents";
+const M_SUBSCRIPTION_IDS: &str = "m:SubscriptionIds";
+const M_CONNECTION_TIMEOUT: &str = "m:ConnectionTimeout";
+const M_SYNC_FOLDER_ITEMS: &str = "m:SyncFolderItems";
+const M_ITEM_SHAPE: &str = "m:ItemShape";
+const M_SYNC_FOLDER_ID: &str = "m:SyncFolderId";
+const M_SYNC_STATE: &str = "m:SyncState";
+const M_MAX_CHANGES_RETURNED: &str = "m:MaxChangesReturned";
+const M_SYNC_SCOPE: &str = "m:SyncScope";
+const M_GET_ITEM: &str = "m:GetItem";
+const M_ITEM_IDS: &str = "m:ItemIds";
+const M_FIND_ITEM: &str = "m:FindItem";
+const M_CALENDAR_VIEW: &str = "m:CalendarView";
+const M_PARENT_FOLDER_IDS: &str = "m:ParentFolderIds";
+const M_GET_FOLDER: &str = "m:GetFolder";
+const M_FOLDER_SHAPE: &str = "m:FolderShape";
+const M_FOLDER_IDS: &str = "m:FolderIds";
+
+const T_FOLDER_IDS: &str = "t:FolderIds";
+const T_DISTINGUISHED_FOLDER_ID: &str = "t:DistinguishedFolderId";
+const T_MAILBOX: &str = "t:Mailbox";
+const T_EMAIL_ADDRESS: &str = "t:EmailAddress";
+const T_EVENT_TYPES: &str = "t:EventTypes";
+const T_EVENT_TYPE: &str = "t:EventType";
+const T_SUBSCRIPTION_ID: &str = "t:SubscriptionId";
+const T_BASE_SHAPE: &str = "t:BaseShape";
+const T_ADDITIONAL_PROPERTIES: &str = "t:AdditionalProperties";
+const T_FIELD_URI: &str = "t:FieldURI";
+const T_EXTENDED_FIELD_URI: &str = "t:ExtendedFieldURI";
+const T_ITEM_ID: &str = "t:ItemId";
+
+const ATTR_VERSION: &str = "Version";
+const ATTR_ID: &str = "Id";
+const ATTR_FIELD_URI: &str = "FieldURI";
+const ATTR_TRAVERSAL: &str = "Traversal";
+
+const CALENDAR_FOLDER: &str = "calendar";
+const ID_ONLY: &str = "IdOnly";
+const NORMAL_ITEMS: &str = "NormalItems";
+const SHALLOW: &str = "Shallow";
+
+/// Event types a calendar subscription asks for.
+const SUBSCRIBED_EVENTS: [&str; 5] = [
+    "CreatedEvent",
+    "ModifiedEvent",
+    "DeletedEvent",
+    "MovedEvent",
+    "CopiedEvent",
+];
+
+/// Properties SyncFolderItems returns per changed item.
+const SYNC_FIELDS: [&str; 3] = [
+    "item:LastModifiedTime",
+    "calendar:UID",
+    "calendar:CalendarItemType",
+];
+
+/// Properties a CalendarView returns per entry.
+const VIEW_FIELDS: [&str; 9] = [
+    "item:Subject",
+    "item:LastModifiedTime",
+    "calendar:Start",
+    "calendar:End",
+    "calendar:IsAllDayEvent",
+    "calendar:CalendarItemType",
+    "calendar:UID",
+    "calendar:IsCancelled",
+    "calendar:RecurrenceId",
+];
+
+/// Properties GetItem returns per calendar item.
+const ITEM_FIELDS: [&str; 21] = [
+    "item:Subject",
+    "item:LastModifiedTime",
+    "calendar:UID",
+    "calendar:RecurrenceId",
+    "calendar:Start",
+    "calendar:End",
+    "calendar:IsAllDayEvent",
+    "calendar:Location",
+    "calendar:IsCancelled",
+    "calendar:IsRecurring",
+    "calendar:CalendarItemType",
+    "calendar:Organizer",
+    "calendar:RequiredAttendees",
+    "calendar:OptionalAttendees",
+    "calendar:Resources",
+    "calendar:AppointmentState",
+    "calendar:StartTimeZone",
+    "calendar:EndTimeZone",
+    "calendar:Recurrence",
+    "calendar:ModifiedOccurrences",
+    "calendar:DeletedOccurrences",
+];
+
+/// PidLidCleanGlobalObjectId: PSETID_Meeting, id 0x23, binary.
+const CLEAN_GLOBAL_OBJECT_ID_URI: [(&str, &str); 3] = [
+    ("PropertySetId", "6ED8DA90-450B-101B-98DA-00AA003F1305"),
+    ("PropertyId", "35"),
+    ("PropertyType", "Binary"),
+];
+
+/// Properties of the calendar folder.
+const FOLDER_FIELDS: [&str; 1] = ["folder:TotalCount"];
+
+/// Who a request is for and how it identifies itself.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContext<'a> {
+    /// `RequestServerVersion`, e.g. `Exchange2013_SP1`.
+    pub server_version: &'a str,
+    /// The mailbox the request acts on.
+    pub mailbox: &'a MailboxAddress,
+    /// Act as the mailbox (`ExchangeImpersonation`) instead of addressing it by
+    /// delegate access (`DistinguishedFolderId/Mailbox`).
+    pub impersonate: bool,
+}
+
+/// Subscribe: a streaming subscription on the calendar folder.
+pub fn subscribe_streaming(context: &RequestContext<'_>) -> String {
+    build(context, |writer| {
+        writer
+            .open(M_SUBSCRIBE, &[])
+            .open(M_STREAMING_SUBSCRIPTION_REQUEST, &[])
+            .open(T_FOLDER_IDS, &[]);
+        calendar_folder(writer, context);
+        writer.close(T_FOLDER_IDS).open(T_EVENT_TYPES, &[]);
+        for event in SUBSCRIBED_EVENTS {
+            writer.leaf(T_EVENT_TYPE, event);
+        }
+        writer
+            .close(T_EVENT_TYPES)
+            .close(M_STREAMING_SUBSCRIPTION_REQUEST)
+            .close(M_SUBSCRIBE);
+    })
+}
+
+/// Unsubscribe: ends one subscription.
+pub fn unsubscribe(context: &RequestContext<'_>, id: &SubscriptionId) -> String {
+    build(context, |writer| {
+        writer
+            .open(M_UNSUBSCRIBE, &[])
+            .leaf(M_SUBSCRIPTION_ID, id.as_str())
+            .close(M_UNSUBSCRIBE);
+    })
+}
+
+/// GetStreamingEvents: one connection for up to 200 subscriptions.
+pub fn get_streaming_events(
+    context: &RequestContext<'_>,
+    ids: &[SubscriptionId],
+    connection_timeout_minutes: u8,
+) -> String {
+    build(context, |writer| {
+        writer
+            .open(M_GET_STREAMING_EVENTS, &[])
+            .open(M_SUBSCRIPTION_IDS, &[]);
+        for id in ids {
+            writer.leaf(T_SUBSCRIPTION_ID, id.as_str());
+        }
+        writer
+            .close(M_SUBSCRIPTION_IDS)
+            .leaf(
+                M_CONNECTION_TIMEOUT,
+                &connection_timeout_minutes.to_string(),
+            )
+            .close(M_GET_STREAMING_EVENTS);
+    })
+}
+
+/// SyncFolderItems: the next page of changes in the calendar since `state`.
+pub fn sync_folder_items(
+    context: &RequestContext<'_>,
+    state: Option<&SyncState>,
+    max_changes: u16,
+) -> String {
+    build(context, |writer| {
+        writer.open(M_SYNC_FOLDER_ITEMS, &[]);
+        item_shape(writer, &SYNC_FIELDS, false);
+        writer.open(M_SYNC_FOLDER_ID, &[]);
+        calendar_folder(writer, context);
+        writer.close(M_SYNC_FOLDER_ID);
+        if let Some(state) = state {
+            writer.leaf(M_SYNC_STATE, state.as_str());
+        }
+        writer
+            .leaf(M_MAX_CHANGES_RETURNED, &max_changes.to_string())
+            .leaf(M_SYNC_SCOPE, NORMAL_ITEMS)
+            .close(M_SYNC_FOLDER_ITEMS);
+    })
+}
+
+/// GetItem: every field the sync uses, for a batch of items.
+pub fn get_item(context: &RequestContext<'_>, ids: &[ItemId]) -> String {
+    build(context, |writer| {
+        writer.open(M_GET_ITEM, &[]);
+        item_shape(writer, &ITEM_FIELDS, true);
+        writer.open(M_ITEM_IDS, &[]);
+        for id in ids {
+            writer.empty(T_ITEM_ID, &[(ATTR_ID, id.as_str())]);
+        }
+        writer.close(M_ITEM_IDS).close(M_GET_ITEM);
+    })
+}
+
+/// FindItem with a CalendarView: singles, occurrences and exceptions in a window.
+pub fn find_calendar_view(
+    context: &RequestContext<'_>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    max_entries: u32,
+) -> String {
+    let start = from.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let end = to.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let max_entries = max_entries.to_string();
+    build(context, |writer| {
+        writer.open(M_FIND_ITEM, &[(ATTR_TRAVERSAL, SHALLOW)]);
+        item_shape(writer, &VIEW_FIELDS, false);
+        writer
+            .empty(
+                M_CALENDAR_VIEW,
+                &[
+                    ("MaxEntriesReturned", &max_entries),
+                    ("StartDate", &start),
+                    ("EndDate", &end),
+                ],
+            )
+            .open(M_PARENT_FOLDER_IDS, &[]);
+        calendar_folder(writer, context);
+        writer.close(M_PARENT_FOLDER_IDS).close(M_FIND_ITEM);
+    })
+}
+
+/// GetFolder: the calendar folder's id and item count.
+pub fn get_folder(context: &RequestContext<'_>) -> String {
+    build(context, |writer| {
+        writer
+            .open(M_GET_FOLDER, &[])
+            .open(M_FOLDER_SHAPE, &[])
+            .leaf(T_BASE_SHAPE, ID_ONLY)
+            .open(T_ADDITIONAL_PROPERTIES, &[]);
+        for field in FOLDER_FIELDS {
+            writer.empty(T_FIELD_URI, &[(ATTR_FIELD_URI, field)]);
+        }
+        writer
+            .close(T_ADDITIONAL_PROPERTIES)
+            .close(M_FOLDER_SHAPE)
+            .open(M_FOLDER_IDS, &[]);
+        calendar_folder(writer, context);
+        writer.close(M_FOLDER_IDS).close(M_GET_FOLDER);
+    })
+}
+
+/// Wraps the operation written by `body` in a SOAP envelope with the EWS header.
+fn build(context: &RequestContext<'_>, body: impl FnOnce(&mut XmlWriter)) -> String {
+    let mut writer = XmlWriter::new();
+    writer
+        .open(
+            SOAP_ENVELOPE,
+            &[
+                ("xmlns:soap", NS_SOAP),
+                ("xmlns:m", NS_MESSAGES),
+                ("xmlns:t", NS_TYPES),
+            ],
+        )
+        .open(SOAP_HEADER, &[])
+        .empty(
+            T_REQUEST_SERVER_VERSION,
+            &[(ATTR_VERSION, context.server_version)],
+        );
+    if context.impersonate {
+        writer
+            .open(T_EXCHANGE_IMPERSONATION, &[])
+            .open(T_CONNECTING_SID, &[])
+            .leaf(T_PRIMARY_SMTP_ADDRESS, context.mailbox.as_str())
+            .close(T_CONNECTING_SID)
+            .close(T_EXCHANGE_IMPERSONATION);
+    }
+    writer.close(SOAP_HEADER).open(SOAP_BODY, &[]);
+    body(&mut writer);
+    writer.close(SOAP_BODY).close(SOAP_ENVELOPE);
+    writer.finish()
+}
+
+/// The calendar of the context's mailbox: implicit when impersonating, named otherwise.
+fn calendar_folder(writer: &mut XmlWriter, context: &RequestContext<'_>) {
+    if context.impersonate {
+        writer.empty(T_DISTINGUISHED_FOLDER_ID, &[(ATTR_ID, CALENDAR_FOLDER)]);
+    } else {
+        writer
+            .open(T_DISTINGUISHED_FOLDER_ID, &[(ATTR_ID, CALENDAR_FOLDER)])
+            .open(T_MAILBOX, &[])
+            .leaf(T_EMAIL_ADDRESS, context.mailbox.as_str())
+            .close(T_MAILBOX)
+            .close(T_DISTINGUISHED_FOLDER_ID);
+    }
+}
+
+fn item_shape(writer: &mut XmlWriter, fields: &[&str], with_global_object_id: bool) {
+    writer
+        .open(M_ITEM_SHAPE, &[])
+        .leaf(T_BASE_SHAPE, ID_ONLY)
+        .open(T_ADDITIONAL_PROPERTIES, &[]);
+    for field in fields {
+        writer.empty(T_FIELD_URI, &[(ATTR_FIELD_URI, field)]);
+    }
+    if with_global_object_id {
+        writer.empty(T_EXTENDED_FIELD_URI, &CLEAN_GLOBAL_OBJECT_ID_URI);
+    }
+    writer.close(T_ADDITIONAL_PROPERTIES).close(M_ITEM_SHAPE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(mailbox: &MailboxAddress) -> RequestContext<'_> {
+        RequestContext {
+            server_version: "Exchange2013_SP1",
+            mailbox,
+            impersonate: true,
+        }
+    }
+
+    #[test]
+    fn impersonation_names_the_mailbox_in_the_header() {
+        let mailbox = MailboxAddress::new("room-4b@contoso.example");
+
+        let request = get_folder(&context(&mailbox));
+
+        assert!(request.contains(
+            "<t:ConnectingSID><t:PrimarySmtpAddress>room-4b@contoso.example</t:PrimarySmtpAddress></t:ConnectingSID>"
+        ));
+        assert!(request.contains("<t:DistinguishedFolderId Id=\"calendar\"/>"));
+    }
+
+    #[test]
+    fn sync_state_is_escaped_and_omitted_when_absent() {
+        let mailbox = MailboxAddress::new("room@contoso.example");
+        let state = SyncState::from("a<b&c");
+
+        let with_state = sync_folder_items(&context(&mailbox), Some(&state), 512);
+        let without_state = sync_folder_items(&context(&mailbox), None, 512);
+
+        assert!(with_state.contains("<m:SyncState>a&lt;b&amp;c</m:SyncState>"));
+        assert!(!without_state.contains("SyncState"));
+    }
+
+    #[test]
+    fn change_keys_are_not_sent_so_the_latest_version_is_returned() {
+        let mailbox = MailboxAddress::new("room@contoso.example");
+
+        let request = get_item(&context(&mailbox), &[ItemId::from("AAA=")]);
+
+        assert!(request.contains("<t:ItemId Id=\"AAA=\"/>"));
+        assert!(!request.contains("ChangeKey"));
+    }
+}

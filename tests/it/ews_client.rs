@@ -1,0 +1,475 @@
+//! The EWS client against a scripted HTTP server on loopback: headers, affinity,
+//! streaming across chunk boundaries, errors by HTTP status and SOAP fault, the
+//! concurrency cap and the request timeout.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use booking_sync::domain::{ItemId, MailboxAddress, SubscriptionId, SyncState};
+use booking_sync::ews::{
+    Affinity, ConnectionStatus, EwsAuth, EwsClient, EwsConfig, EwsError, ItemError,
+};
+use futures::StreamExt;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+
+const SUBSCRIBE_OK: &str = include_str!("../fixtures/ews/subscribe_success.xml");
+const SERVER_BUSY_FAULT: &str = include_str!("../fixtures/ews/fault_server_busy.xml");
+const GET_ITEM: &str = include_str!("../fixtures/ews/get_item_single_and_missing.xml");
+const SYNC_PAGE: &str = include_str!("../fixtures/ews/sync_folder_items_page.xml");
+const STREAM: &str = include_str!("../fixtures/ews/streaming_events.xml");
+const BACKEND_COOKIE: &str =
+    "X-BackEndOverrideCookie=AM6PR04MB1234~1593847261; path=/; secure; HttpOnly";
+
+/// What the fake server answers to the next request.
+enum Reply {
+    Body {
+        status: StatusCode,
+        headers: Vec<(&'static str, &'static str)>,
+        body: String,
+    },
+    /// A 200 whose body is whatever the test sends into the channel.
+    Stream(mpsc::Receiver<Bytes>),
+    /// Waits for a permit of the gate, then answers 200 with the body.
+    Gated(Arc<Semaphore>, String),
+    /// Never answers.
+    Hang,
+}
+
+fn ok(body: &str) -> Reply {
+    Reply::Body {
+        status: StatusCode::OK,
+        headers: Vec::new(),
+        body: body.to_owned(),
+    }
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    headers: HeaderMap,
+    body: String,
+}
+
+#[derive(Default)]
+struct Script {
+    replies: Mutex<VecDeque<Reply>>,
+    seen: Mutex<Vec<Seen>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+impl Script {
+    fn push(&self, reply: Reply) {
+        self.replies.lock().unwrap().push_back(reply);
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn handle(State(script): State<Arc<Script>>, headers: HeaderMap, body: String) -> Response {
+    script.seen.lock().unwrap().push(Seen { headers, body });
+    let reply = script
+        .replies
+        .lock()
+        .unwrap()
+        .pop_front()
+        .expect("a scripted reply for every request");
+    match reply {
+        Reply::Body {
+            status,
+            headers,
+            body,
+        } => {
+            let mut response = Response::builder().status(status);
+            for (name, value) in headers {
+                response = response.header(name, value);
+            }
+            response.body(Body::from(body)).unwrap()
+        }
+        Reply::Stream(receiver) => Response::new(Body::from_stream(
+            ReceiverStream::new(receiver).map(Ok::<_, Infallible>),
+        )),
+        Reply::Gated(gate, body) => {
+            let now = script.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            script.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            let _permit = gate.acquire().await.unwrap();
+            script.in_flight.fetch_sub(1, Ordering::SeqCst);
+            Response::new(Body::from(body))
+        }
+        Reply::Hang => std::future::pending().await,
+    }
+}
+
+async fn spawn_server() -> (SocketAddr, Arc<Script>) {
+    let script = Arc::new(Script::default());
+    let app = Router::new()
+        .route("/EWS/Exchange.asmx", post(handle))
+        .with_state(script.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (address, script)
+}
+
+fn client(address: SocketAddr, max_concurrent_requests: usize) -> EwsClient {
+    EwsClient::new(EwsConfig {
+        url: format!("http://{address}/EWS/Exchange.asmx"),
+        auth: EwsAuth::Basic {
+            username: "svc-booking".to_owned(),
+            password: "s3cret".to_owned().into(),
+        },
+        impersonation: true,
+        server_version: "Exchange2013_SP1".to_owned(),
+        request_timeout: Duration::from_secs(10),
+        max_concurrent_requests,
+        user_agent: "booking-sync/test".to_owned(),
+    })
+    .unwrap()
+}
+
+fn header<'a>(seen: &'a Seen, name: &str) -> Option<&'a str> {
+    seen.headers.get(name).map(|value| value.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn subscribing_a_group_keeps_and_sends_back_the_affinity_cookie() {
+    let (address, script) = spawn_server().await;
+    script.push(Reply::Body {
+        status: StatusCode::OK,
+        headers: vec![("set-cookie", BACKEND_COOKIE)],
+        body: SUBSCRIBE_OK.to_owned(),
+    });
+    script.push(ok(SUBSCRIBE_OK));
+    let client = client(address, 4);
+    let anchor = MailboxAddress::new("room-1@contoso.example");
+    let member = MailboxAddress::new("room-2@contoso.example");
+    let affinity = Affinity::new(anchor.clone());
+
+    let first = client.subscribe_streaming(&anchor, &affinity).await;
+    let second = client.subscribe_streaming(&member, &affinity).await;
+
+    let expected =
+        SubscriptionId::from("KQBhbTZwcjA0bWIxMjM0LmV1cnByZDA0LnByb2Qub3V0bG9vay5jb20QAAAA");
+    assert_eq!(first.unwrap(), expected);
+    assert_eq!(second.unwrap(), expected);
+    let seen = script.seen();
+    assert_eq!(header(&seen[0], "cookie"), None);
+    assert_eq!(
+        header(&seen[1], "cookie"),
+        Some("X-BackEndOverrideCookie=AM6PR04MB1234~1593847261")
+    );
+    for request in &seen {
+        assert_eq!(
+            header(request, "x-anchormailbox"),
+            Some("room-1@contoso.example")
+        );
+        assert_eq!(header(request, "x-preferserveraffinity"), Some("true"));
+        assert_eq!(
+            header(request, "content-type"),
+            Some("text/xml; charset=utf-8")
+        );
+        assert_eq!(header(request, "accept"), Some("text/xml"));
+        assert_eq!(header(request, "user-agent"), Some("booking-sync/test"));
+        assert!(header(request, "authorization")
+            .unwrap()
+            .starts_with("Basic "));
+    }
+    assert!(seen[1]
+        .body
+        .contains("<t:PrimarySmtpAddress>room-2@contoso.example</t:PrimarySmtpAddress>"));
+}
+
+#[tokio::test]
+async fn data_requests_anchor_on_the_mailbox_they_read_without_affinity_headers() {
+    let (address, script) = spawn_server().await;
+    script.push(ok(SYNC_PAGE));
+    let client = client(address, 4);
+    let mailbox = MailboxAddress::new("Room-3@Contoso.example");
+
+    let page = client
+        .sync_folder_items(&mailbox, Some(&SyncState::from("previous")), 512)
+        .await
+        .unwrap();
+
+    assert_eq!(page.changes.len(), 3);
+    let seen = script.seen();
+    assert_eq!(
+        header(&seen[0], "x-anchormailbox"),
+        Some("room-3@contoso.example")
+    );
+    assert_eq!(header(&seen[0], "x-preferserveraffinity"), None);
+    assert!(seen[0].body.contains("<m:SyncState>previous</m:SyncState>"));
+}
+
+#[tokio::test]
+async fn a_stream_split_inside_envelopes_yields_each_message_as_it_completes() {
+    let (address, script) = spawn_server().await;
+    let (sender, receiver) = mpsc::channel(16);
+    script.push(Reply::Stream(receiver));
+    let client = client(address, 4);
+    let affinity = Affinity::new(MailboxAddress::new("room-1@contoso.example"));
+    let ids = [
+        SubscriptionId::from("SUB-AAA="),
+        SubscriptionId::from("SUB-BBB="),
+    ];
+    let bytes = STREAM.as_bytes();
+    let first_end = STREAM.find("</s:Envelope>").unwrap() + "</s:Envelope>".len();
+
+    let mut stream = client
+        .get_streaming_events(&affinity, &ids, 30)
+        .await
+        .unwrap();
+    // The first envelope arrives in two pieces, plus the start of the second one.
+    sender
+        .send(Bytes::copy_from_slice(&bytes[..100]))
+        .await
+        .unwrap();
+    sender
+        .send(Bytes::copy_from_slice(&bytes[100..first_end + 40]))
+        .await
+        .unwrap();
+    let first = stream.next_message().await.unwrap().unwrap();
+    // The rest arrives in odd-sized chunks; then the body ends.
+    for chunk in bytes[first_end + 40..].chunks(333) {
+        sender.send(Bytes::copy_from_slice(chunk)).await.unwrap();
+    }
+    drop(sender);
+    let mut rest = Vec::new();
+    while let Some(message) = stream.next_message().await.unwrap() {
+        rest.push(message);
+    }
+
+    assert_eq!(first.notifications.len(), 2);
+    assert_eq!(first.notifications[1].subscription_id, ids[1]);
+    assert_eq!(rest.len(), 3);
+    assert_eq!(rest[0].connection_status, Some(ConnectionStatus::Ok));
+    let error = rest[2].error.as_ref().unwrap();
+    assert_eq!(error.subscription_ids, vec![ids[1].clone()]);
+    assert!(matches!(
+        error.to_error(),
+        EwsError::SubscriptionGone { .. }
+    ));
+    assert_eq!(rest[2].connection_status, Some(ConnectionStatus::Closed));
+    let request = &script.seen()[0];
+    assert!(request
+        .body
+        .contains("<m:ConnectionTimeout>30</m:ConnectionTimeout>"));
+    assert!(request
+        .body
+        .contains("<t:PrimarySmtpAddress>room-1@contoso.example</t:PrimarySmtpAddress>"));
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_off_inside_an_envelope_is_malformed() {
+    let (address, script) = spawn_server().await;
+    let (sender, receiver) = mpsc::channel(4);
+    script.push(Reply::Stream(receiver));
+    let client = client(address, 4);
+    let affinity = Affinity::new(MailboxAddress::new("room-1@contoso.example"));
+
+    let mut stream = client
+        .get_streaming_events(&affinity, &[SubscriptionId::from("SUB-AAA=")], 1)
+        .await
+        .unwrap();
+    sender
+        .send(Bytes::copy_from_slice(&STREAM.as_bytes()[..500]))
+        .await
+        .unwrap();
+    drop(sender);
+    let result = stream.next_message().await;
+
+    assert!(matches!(result, Err(EwsError::Malformed(_))), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_server_busy_fault_becomes_throttled_with_its_backoff() {
+    let (address, script) = spawn_server().await;
+    script.push(Reply::Body {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        headers: vec![("content-type", "text/xml; charset=utf-8")],
+        body: SERVER_BUSY_FAULT.to_owned(),
+    });
+    let client = client(address, 4);
+    let mailbox = MailboxAddress::new("room-1@contoso.example");
+
+    let result = client.sync_folder_items(&mailbox, None, 100).await;
+
+    let error = result.unwrap_err();
+    assert!(matches!(error, EwsError::Throttled { .. }), "{error:?}");
+    assert_eq!(error.backoff_hint(), Some(Duration::from_millis(61250)));
+    assert!(error.is_transient());
+}
+
+#[tokio::test]
+async fn http_statuses_without_soap_map_to_their_own_errors() {
+    let (address, script) = spawn_server().await;
+    let plain = |status, headers| Reply::Body {
+        status,
+        headers,
+        body: "denied".to_owned(),
+    };
+    script.push(plain(
+        StatusCode::UNAUTHORIZED,
+        vec![("www-authenticate", "Basic")],
+    ));
+    script.push(plain(StatusCode::FORBIDDEN, vec![]));
+    script.push(plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        vec![("retry-after", "30")],
+    ));
+    script.push(plain(StatusCode::BAD_GATEWAY, vec![]));
+    script.push(plain(StatusCode::INTERNAL_SERVER_ERROR, vec![]));
+    let client = client(address, 4);
+    let mailbox = MailboxAddress::new("room-1@contoso.example");
+
+    let mut errors = Vec::new();
+    for _ in 0..5 {
+        errors.push(client.get_calendar_folder(&mailbox).await.unwrap_err());
+    }
+
+    assert!(
+        matches!(errors[0], EwsError::Unauthorized),
+        "{:?}",
+        errors[0]
+    );
+    assert!(matches!(errors[1], EwsError::Forbidden), "{:?}", errors[1]);
+    assert_eq!(errors[2].backoff_hint(), Some(Duration::from_secs(30)));
+    assert!(
+        matches!(errors[3], EwsError::Http { status: 502 }),
+        "{:?}",
+        errors[3]
+    );
+    assert!(
+        matches!(errors[4], EwsError::Http { status: 500 }),
+        "{:?}",
+        errors[4]
+    );
+}
+
+#[tokio::test]
+async fn a_failing_stream_request_reports_the_fault_instead_of_a_stream() {
+    let (address, script) = spawn_server().await;
+    script.push(Reply::Body {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        headers: vec![],
+        body: SERVER_BUSY_FAULT.to_owned(),
+    });
+    let client = client(address, 4);
+    let affinity = Affinity::new(MailboxAddress::new("room-1@contoso.example"));
+
+    let result = client
+        .get_streaming_events(&affinity, &[SubscriptionId::from("SUB-AAA=")], 30)
+        .await;
+
+    assert!(
+        matches!(result, Err(EwsError::Throttled { .. })),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn get_item_answers_each_id_in_order_and_rejects_a_count_mismatch() {
+    let (address, script) = spawn_server().await;
+    script.push(ok(GET_ITEM));
+    script.push(ok(GET_ITEM));
+    let client = client(address, 4);
+    let mailbox = MailboxAddress::new("room-4b@contoso.example");
+    let ids = [
+        ItemId::from("AAMkAGI2...AAA="),
+        ItemId::from("AAMkAGI2...CCC="),
+        ItemId::from("bad"),
+    ];
+
+    let results = client.get_calendar_items(&mailbox, &ids).await.unwrap();
+    let mismatch = client.get_calendar_items(&mailbox, &ids[..2]).await;
+
+    assert_eq!(
+        results[0].as_ref().unwrap().subject,
+        "Quarterly planning & review"
+    );
+    assert_eq!(results[1], Err(ItemError::NotFound));
+    assert!(matches!(results[2], Err(ItemError::Other { .. })));
+    assert!(
+        matches!(mismatch, Err(EwsError::Malformed(_))),
+        "{mismatch:?}"
+    );
+    assert!(script.seen()[0]
+        .body
+        .contains("<t:ItemId Id=\"AAMkAGI2...CCC=\"/>"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_more_requests_than_the_cap_are_in_flight_at_once() {
+    let (address, script) = spawn_server().await;
+    let gate = Arc::new(Semaphore::new(0));
+    for _ in 0..6 {
+        script.push(Reply::Gated(gate.clone(), SYNC_PAGE.to_owned()));
+    }
+    let client = client(address, 2);
+    let mailbox = MailboxAddress::new("room-1@contoso.example");
+
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let client = client.clone();
+            let mailbox = mailbox.clone();
+            tokio::spawn(async move { client.sync_folder_items(&mailbox, None, 10).await })
+        })
+        .collect();
+    while script.in_flight.load(Ordering::SeqCst) < 2 {
+        tokio::task::yield_now().await;
+    }
+    gate.add_permits(6);
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+
+    assert_eq!(script.max_in_flight.load(Ordering::SeqCst), 2);
+    assert_eq!(script.seen().len(), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_without_an_answer_times_out() {
+    let (address, script) = spawn_server().await;
+    script.push(Reply::Hang);
+    let client = client(address, 4);
+    let mailbox = MailboxAddress::new("room-1@contoso.example");
+
+    let result = client.get_calendar_folder(&mailbox).await;
+
+    assert!(matches!(result, Err(EwsError::Timeout)), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_stream_needs_between_one_and_two_hundred_subscriptions() {
+    let (address, _script) = spawn_server().await;
+    let client = client(address, 4);
+    let affinity = Affinity::new(MailboxAddress::new("room-1@contoso.example"));
+    let too_many: Vec<_> = (0..201)
+        .map(|index| SubscriptionId(format!("SUB-{index}")))
+        .collect();
+
+    let none = client.get_streaming_events(&affinity, &[], 30).await;
+    let over = client.get_streaming_events(&affinity, &too_many, 30).await;
+
+    assert!(
+        matches!(none, Err(EwsError::InvalidArgument(_))),
+        "{none:?}"
+    );
+    assert!(
+        matches!(over, Err(EwsError::InvalidArgument(_))),
+        "{over:?}"
+    );
+}

@@ -1,0 +1,56 @@
+//! Every request the EWS client builds is valid against Exchange's own schema.
+
+use booking_sync::domain::{ItemId, MailboxAddress, SubscriptionId, SyncState};
+use booking_sync::ews::requests::{self, RequestContext};
+use chrono::{TimeZone, Utc};
+
+use crate::support::xsd::assert_valid_envelopes;
+
+fn every_request(context: &RequestContext<'_>) -> Vec<String> {
+    let ids = [
+        SubscriptionId::from("KQBhbTZwcjA0...AAA="),
+        SubscriptionId::from("KQBhbTZwcjA0...BBB="),
+    ];
+    let from = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+    let to = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+    vec![
+        requests::subscribe_streaming(context),
+        requests::unsubscribe(context, &ids[0]),
+        requests::get_streaming_events(context, &ids, 30),
+        requests::sync_folder_items(context, None, 512),
+        requests::sync_folder_items(context, Some(&SyncState::from("H4sIAAAA<&>")), 1),
+        requests::get_item(
+            context,
+            &[
+                ItemId::from("AAMkAGI2...AAA="),
+                ItemId::from("AAMkAGI2...CCC="),
+            ],
+        ),
+        requests::find_calendar_view(context, from, to, 500),
+        requests::get_folder(context),
+    ]
+}
+
+#[test]
+fn every_impersonating_request_validates_against_the_ews_schema() {
+    let mailbox = MailboxAddress::new("room-4b@contoso.example");
+    let context = RequestContext {
+        server_version: "Exchange2013_SP1",
+        mailbox: &mailbox,
+        impersonate: true,
+    };
+
+    assert_valid_envelopes(&every_request(&context));
+}
+
+#[test]
+fn every_delegate_request_validates_against_the_ews_schema() {
+    let mailbox = MailboxAddress::new("room-4b@contoso.example");
+    let context = RequestContext {
+        server_version: "Exchange2013_SP1",
+        mailbox: &mailbox,
+        impersonate: false,
+    };
+
+    assert_valid_envelopes(&every_request(&context));
+}
