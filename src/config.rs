@@ -534,41 +534,67 @@ fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
         .parse_section::<OnlyHttp>(text, SECTION_HTTP)
         .map(|doc| doc.http.unwrap_or_default());
 
-    // Sections that failed to parse are validated as if absent, so that the problems
-    // of the other sections (and required keys) are still reported.
-    let pipeline = validate_pipeline(&mut problems, pipeline.unwrap_or_default());
-    let database = validate_database(&mut problems, database.unwrap_or_default(), base, &pipeline);
-    let exchange = validate_exchange(&mut problems, exchange.unwrap_or_default(), base);
-    let subscriptions = validate_subscriptions(&mut problems, subscriptions.unwrap_or_default());
-    let sync = validate_sync(&mut problems, sync.unwrap_or_default());
-    let http = HttpConfig {
-        listen: http
-            .unwrap_or_default()
+    // A section that failed to parse is not validated further (its problem is already
+    // reported), but every other section is, so one report lists everything.
+    let pipeline = pipeline.map(|raw| validate_pipeline(&mut problems, raw));
+    let database =
+        database.and_then(|raw| validate_database(&mut problems, raw, base, pipeline.as_ref()));
+    let exchange = exchange.and_then(|raw| validate_exchange(&mut problems, raw, base));
+    let subscriptions = subscriptions.map(|raw| validate_subscriptions(&mut problems, raw));
+    let sync = sync.map(|raw| validate_sync(&mut problems, raw));
+    let http = http.map(|raw| HttpConfig {
+        listen: raw
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], defaults::HTTP_PORT))),
-    };
+    });
 
-    match (problems.found.is_empty(), database, exchange) {
-        (true, Some(database), Some(exchange)) => Ok(Config {
+    match (top, database, exchange, subscriptions, pipeline, sync, http) {
+        (
+            Some(top),
+            Some(database),
+            Some(exchange),
+            Some(subscriptions),
+            Some(pipeline),
+            Some(sync),
+            Some(http),
+        ) if problems.found.is_empty() => Ok(Config {
             database,
             exchange,
             subscriptions,
             pipeline,
             sync,
             http,
-            dry_run: top.and_then(|top| top.dry_run).unwrap_or(false),
+            dry_run: top.dry_run.unwrap_or(false),
         }),
-        _ => Err(ConfigError::Invalid {
-            problems: problems.found,
-        }),
+        _ => {
+            let mut found = problems.found;
+            found.sort_by_key(|problem| section_rank(&problem.key));
+            Err(ConfigError::Invalid { problems: found })
+        }
     }
+}
+
+/// Orders problems as the sections appear in the example file (stable within one).
+fn section_rank(key: &str) -> usize {
+    let section = key.split('.').next().unwrap_or(key);
+    [
+        SECTION_DATABASE,
+        SECTION_EXCHANGE,
+        SECTION_SUBSCRIPTIONS,
+        SECTION_PIPELINE,
+        SECTION_SYNC,
+        SECTION_HTTP,
+    ]
+    .iter()
+    .position(|known| *known == section)
+    .map_or(0, |position| position + 1)
 }
 
 fn validate_database(
     problems: &mut Problems,
     raw: RawDatabase,
     base: &Path,
-    pipeline: &PipelineConfig,
+    pipeline: Option<&PipelineConfig>,
 ) -> Option<DatabaseConfig> {
     let pool_size = problems.ranged(
         "database.pool_size",
@@ -576,7 +602,7 @@ fn validate_database(
         (2, 10_000),
         defaults::POOL_SIZE,
     );
-    if pool_size < pipeline.workers {
+    if let Some(pipeline) = pipeline.filter(|pipeline| pool_size < pipeline.workers) {
         problems.add(
             "database.pool_size",
             format!(
@@ -852,4 +878,333 @@ fn redact_url(url: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use std::io::Write;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[database]
+url = "postgres://booking_sync@localhost:5432/booking"
+
+[exchange]
+url = "https://mail.example.com/EWS/Exchange.asmx"
+"#;
+
+    fn problems(text: &str) -> Vec<ConfigProblem> {
+        match Config::from_toml_str(text) {
+            Err(ConfigError::Invalid { problems }) => problems,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    fn keys(problems: &[ConfigProblem]) -> Vec<&str> {
+        problems
+            .iter()
+            .map(|problem| problem.key.as_str())
+            .collect()
+    }
+
+    fn secret_file(content: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(content.as_bytes()).expect("secret written");
+        file
+    }
+
+    #[test]
+    fn a_minimal_file_gets_every_default() {
+        let config = Config::from_toml_str(MINIMAL).expect("valid");
+
+        assert_eq!(config.database.pool_size, 16);
+        assert_eq!(config.database.statement_timeout, Duration::from_secs(30));
+        assert_eq!(config.database.connect_timeout, Duration::from_secs(10));
+        assert!(config.database.password.is_none());
+        assert!(matches!(config.exchange.auth, ExchangeAuth::None));
+        assert!(config.exchange.impersonation);
+        assert_eq!(config.exchange.server_version, "Exchange2013_SP1");
+        assert_eq!(config.exchange.max_concurrent_requests, 8);
+        assert_eq!(config.exchange.request_timeout, Duration::from_secs(60));
+        assert_eq!(config.subscriptions.group_size, 200);
+        assert_eq!(config.subscriptions.connection_timeout_minutes, 30);
+        assert_eq!(
+            config.subscriptions.heartbeat_timeout,
+            Duration::from_secs(90)
+        );
+        assert_eq!(config.pipeline.queue_capacity, 1024);
+        assert_eq!(config.pipeline.workers, 4);
+        assert_eq!(config.pipeline.batch_size, 100);
+        assert_eq!(config.pipeline.coalesce_window, Duration::from_millis(500));
+        assert_eq!(config.sync.window_past_days, 1);
+        assert_eq!(config.sync.window_future_days, 365);
+        assert_eq!(config.sync.room_refresh_interval, Duration::from_secs(30));
+        assert_eq!(
+            config.http.listen,
+            "127.0.0.1:9464".parse().expect("address")
+        );
+        assert!(!config.dry_run);
+        assert!(config.warnings().is_empty());
+    }
+
+    #[test]
+    fn the_example_file_is_valid_and_states_the_defaults() {
+        let example = include_str!("../deploy/booking-sync.example.toml");
+
+        let config = Config::from_toml_str(example).expect("valid example");
+
+        let defaults = Config::for_tests(&config.database.url, &config.exchange.url);
+        assert_eq!(format!("{config:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn the_test_configuration_matches_the_file_defaults() {
+        let from_file = Config::from_toml_str(MINIMAL).expect("valid");
+
+        let built = Config::for_tests(
+            "postgres://booking_sync@localhost:5432/booking",
+            "https://mail.example.com/EWS/Exchange.asmx",
+        );
+
+        assert_eq!(format!("{built:?}"), format!("{from_file:?}"));
+    }
+
+    #[test]
+    fn every_setting_can_be_changed() {
+        let text = r#"
+dry_run = true
+
+[database]
+url = "postgres://sync@db:5432/booking"
+pool_size = 8
+statement_timeout = "5s"
+connect_timeout = "2s"
+
+[exchange]
+url = "http://127.0.0.1:8080/EWS/Exchange.asmx"
+impersonation = false
+server_version = "Exchange2016"
+max_concurrent_requests = 2
+request_timeout = "2m"
+
+[subscriptions]
+group_size = 50
+connection_timeout_minutes = 10
+heartbeat_timeout = "45s"
+
+[pipeline]
+queue_capacity = 10
+workers = 8
+batch_size = 500
+coalesce_window = "0s"
+
+[sync]
+window_past_days = 0
+window_future_days = 30
+room_refresh_interval = "5m"
+
+[http]
+listen = "0.0.0.0:9000"
+"#;
+
+        let config = Config::from_toml_str(text).expect("valid");
+
+        assert!(config.dry_run);
+        assert_eq!(config.database.pool_size, 8);
+        assert_eq!(config.database.statement_timeout, Duration::from_secs(5));
+        assert!(!config.exchange.impersonation);
+        assert_eq!(config.exchange.request_timeout, Duration::from_secs(120));
+        assert_eq!(config.subscriptions.connection_timeout_minutes, 10);
+        assert_eq!(config.pipeline.coalesce_window, Duration::ZERO);
+        assert_eq!(config.pipeline.batch_size, 500);
+        assert_eq!(config.sync.window_past_days, 0);
+        assert_eq!(config.http.listen.port(), 9000);
+    }
+
+    #[test]
+    fn an_unknown_key_is_rejected_by_name() {
+        let text = format!("{MINIMAL}\n[pipeline]\nworkerz = 3\n");
+
+        let found = problems(&text);
+
+        assert_eq!(keys(&found), vec!["pipeline"]);
+        assert!(found[0].message.contains("workerz"), "{}", found[0].message);
+    }
+
+    #[test]
+    fn unknown_keys_and_sections_are_all_reported() {
+        let text = format!("colour = true\n{MINIMAL}pol_size = 3\n[metrics]\nport = 1\n");
+
+        let found = problems(&text);
+        let report = ConfigError::Invalid {
+            problems: found.clone(),
+        }
+        .to_string();
+
+        assert_eq!(keys(&found), vec!["top level", "exchange"]);
+        assert!(report.contains("colour"), "{report}");
+        assert!(report.contains("pol_size"), "{report}");
+    }
+
+    #[test]
+    fn several_invalid_fields_are_reported_together() {
+        let text = r#"
+[database]
+pool_size = 1
+
+[exchange]
+url = "ftp://mail.example.com/"
+
+[subscriptions]
+group_size = 500
+
+[pipeline]
+batch_size = 0
+
+[sync]
+room_refresh_interval = "soon"
+"#;
+
+        let found = problems(text);
+
+        assert_eq!(
+            keys(&found),
+            vec![
+                "database.pool_size",
+                "database.url",
+                "exchange.url",
+                "subscriptions.group_size",
+                "pipeline.batch_size",
+                "sync",
+            ]
+        );
+        assert!(
+            found[5].message.contains("room_refresh_interval"),
+            "{}",
+            found[5].message
+        );
+        assert!(
+            found[0].message.contains("from 2 to"),
+            "{}",
+            found[0].message
+        );
+    }
+
+    #[test]
+    fn basic_auth_without_a_password_file_is_rejected() {
+        let text = MINIMAL.replace(
+            "[exchange]",
+            "[exchange]\nauth = \"basic\"\nusername = \"svc\"",
+        );
+
+        let found = problems(&text);
+
+        assert_eq!(keys(&found), vec!["exchange.password_file"]);
+        assert!(found[0].message.contains("basic"), "{}", found[0].message);
+    }
+
+    #[test]
+    fn secrets_are_read_from_files_and_never_shown() {
+        let exchange_secret = secret_file("hunter2-exchange\n");
+        let database_secret = secret_file("hunter2-database\r\n");
+        let text = format!(
+            "[database]\nurl = \"postgres://sync@db/booking\"\npassword_file = {:?}\n\
+             [exchange]\nurl = \"https://mail.example.com/EWS/Exchange.asmx\"\n\
+             auth = \"basic\"\nusername = \"svc\"\npassword_file = {:?}\n",
+            database_secret.path(),
+            exchange_secret.path()
+        );
+
+        let config = Config::from_toml_str(&text).expect("valid");
+        let shown = format!("{config:?}");
+
+        let ExchangeAuth::Basic { username, password } = &config.exchange.auth else {
+            panic!("basic auth expected");
+        };
+        assert_eq!(username, "svc");
+        assert_eq!(password.expose_secret(), "hunter2-exchange");
+        let database_password = config.database.password.as_ref().expect("password");
+        assert_eq!(database_password.expose_secret(), "hunter2-database");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn a_missing_secret_file_names_the_key_and_path() {
+        let text = format!(
+            "{MINIMAL}auth = \"basic\"\nusername = \"svc\"\npassword_file = \"/nonexistent/pw\"\n"
+        );
+
+        let found = problems(&text);
+
+        assert_eq!(keys(&found), vec!["exchange.password_file"]);
+        assert!(
+            found[0].message.contains("/nonexistent/pw"),
+            "{}",
+            found[0].message
+        );
+    }
+
+    #[test]
+    fn a_password_in_the_database_url_is_allowed_but_hidden_and_warned_about() {
+        let text = MINIMAL.replace("booking_sync@", "booking_sync:hunter2@");
+
+        let config = Config::from_toml_str(&text).expect("valid");
+
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert_eq!(
+            config.database.redacted_url(),
+            "postgres://booking_sync:***@localhost:5432/booking"
+        );
+        assert_eq!(config.warnings().len(), 1, "{:?}", config.warnings());
+    }
+
+    #[test]
+    fn key_value_connection_strings_are_redacted_too() {
+        assert_eq!(
+            redact_url("host=db user=sync password=hunter2 dbname=booking"),
+            "host=db user=sync password=*** dbname=booking"
+        );
+        assert_eq!(redact_url("host=db  user=sync"), "host=db  user=sync");
+        assert_eq!(
+            redact_url("postgres://db/booking?user=a"),
+            "postgres://db/booking?user=a"
+        );
+    }
+
+    #[test]
+    fn a_pool_smaller_than_the_worker_count_is_rejected() {
+        let text = format!("{MINIMAL}\n[pipeline]\nworkers = 20\n");
+
+        let found = problems(&text);
+
+        assert_eq!(keys(&found), vec!["database.pool_size"]);
+        assert!(found[0].message.contains("workers"), "{}", found[0].message);
+    }
+
+    #[test]
+    fn a_syntax_error_is_reported_once() {
+        let found = problems("[database\nurl = 1");
+
+        assert_eq!(keys(&found), vec!["file"]);
+    }
+
+    #[test]
+    fn relative_secret_paths_resolve_against_the_configuration_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::write(dir.path().join("ews.secret"), "pw\n").expect("secret written");
+        let path = dir.path().join("booking-sync.toml");
+        let text = format!(
+            "{MINIMAL}auth = \"basic\"\nusername = \"svc\"\npassword_file = \"ews.secret\"\n"
+        );
+        fs::write(&path, text).expect("config written");
+
+        let config = Config::load(&path).expect("valid");
+
+        assert!(matches!(config.exchange.auth, ExchangeAuth::Basic { .. }));
+        let missing = Config::load(&dir.path().join("absent.toml"));
+        assert!(
+            matches!(missing, Err(ConfigError::Read { .. })),
+            "{missing:?}"
+        );
+    }
+}

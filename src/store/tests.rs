@@ -658,3 +658,140 @@ async fn old_tombstones_are_purged() {
 
     assert_eq!(purged, 1);
 }
+
+/// Makes every meeting insert run `action` for the first `times` rows tried (counted
+/// by a sequence, which a rollback does not reset).
+async fn inject_failures(db: &TestDb, times: i64, action: &str) {
+    db.execute(&format!(
+        "CREATE SEQUENCE injected; \
+         CREATE FUNCTION inject() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN \
+             IF nextval('injected') <= {times} THEN {action}; END IF; \
+             RETURN NEW; \
+         END $$; \
+         CREATE TRIGGER inject BEFORE INSERT ON meetings \
+             FOR EACH ROW EXECUTE FUNCTION inject();"
+    ))
+    .await;
+}
+
+async fn injected_attempts(db: &TestDb) -> i64 {
+    let client = db.store.pool.get().await.expect("connection");
+    let row = client
+        .query_one("SELECT last_value FROM injected", &[])
+        .await
+        .expect("sequence read");
+    row.get(0)
+}
+
+#[tokio::test]
+async fn a_serialization_failure_is_retried() {
+    let db = TestDb::migrated().await;
+    let room = room(&db).await;
+    inject_failures(&db, 1, "RAISE EXCEPTION 'injected' USING ERRCODE = '40001'").await;
+
+    let outcome = db
+        .store
+        .apply(&batch(room, vec![single("a", "ck1", 0, "Planning")]))
+        .await
+        .expect("applied on the second attempt");
+
+    assert_eq!(outcome.inserted, 1);
+    assert_eq!(injected_attempts(&db).await, 2);
+}
+
+#[tokio::test]
+async fn a_connection_lost_inside_the_transaction_is_retried_on_a_new_one() {
+    let db = TestDb::migrated().await;
+    let room = room(&db).await;
+    let mut next = batch(room, vec![single("a", "ck1", 0, "Planning")]);
+    next.new_sync_state = Some(SyncState::from("state-1"));
+    inject_failures(&db, 1, "PERFORM pg_terminate_backend(pg_backend_pid())").await;
+
+    let outcome = db
+        .store
+        .apply(&next)
+        .await
+        .expect("applied after reconnecting");
+
+    assert_eq!(outcome.inserted, 1);
+    assert_eq!(injected_attempts(&db).await, 2);
+    assert_eq!(
+        db.store.sync_state(room).await.expect("state"),
+        Some(SyncState::from("state-1"))
+    );
+}
+
+#[tokio::test]
+async fn a_lasting_deadlock_ends_as_unavailable_after_a_few_attempts() {
+    let db = TestDb::migrated().await;
+    let room = room(&db).await;
+    inject_failures(
+        &db,
+        100,
+        "RAISE EXCEPTION 'injected' USING ERRCODE = '40P01'",
+    )
+    .await;
+
+    let result = db
+        .store
+        .apply(&batch(room, vec![single("a", "ck1", 0, "Planning")]))
+        .await;
+
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert_eq!(injected_attempts(&db).await, i64::from(MAX_ATTEMPTS));
+    assert_eq!(db.store.meeting_count().await.expect("count"), 0);
+}
+
+#[tokio::test]
+async fn a_lasting_error_is_not_retried() {
+    let db = TestDb::migrated().await;
+    let room = room(&db).await;
+    inject_failures(
+        &db,
+        100,
+        "RAISE EXCEPTION 'injected' USING ERRCODE = '42501'",
+    )
+    .await;
+
+    let result = db
+        .store
+        .apply(&batch(room, vec![single("a", "ck1", 0, "Planning")]))
+        .await;
+
+    assert!(matches!(result, Err(StoreError::Database(_))), "{result:?}");
+    assert_eq!(injected_attempts(&db).await, 1);
+}
+
+#[tokio::test]
+async fn of_two_batches_from_one_checkpoint_only_one_lands() {
+    let db = TestDb::migrated().await;
+    let room = room(&db).await;
+    let mut left = batch(room, vec![single("a", "ck1", 0, "Left")]);
+    left.new_sync_state = Some(SyncState::from("left"));
+    let mut right = batch(room, vec![single("b", "ck1", 0, "Right")]);
+    right.new_sync_state = Some(SyncState::from("right"));
+
+    let (left_result, right_result) = tokio::join!(db.store.apply(&left), db.store.apply(&right));
+
+    let moved = [&left_result, &right_result]
+        .iter()
+        .filter(|result| matches!(result, Err(StoreError::CheckpointMoved { .. })))
+        .count();
+    assert_eq!(moved, 1, "{left_result:?} {right_result:?}");
+    assert_eq!(db.store.meeting_count().await.expect("count"), 1);
+    let state = db
+        .store
+        .sync_state(room)
+        .await
+        .expect("state")
+        .expect("some");
+    let subject = only_meeting(&db, room).await.subject;
+    assert_eq!(
+        state.as_str().to_uppercase()[..1],
+        subject[..1].to_uppercase()
+    );
+}
