@@ -2,9 +2,11 @@
 //!
 //! See `ARCHITECTURE.md` for the map of modules and the data flow.
 
+pub mod app;
 pub mod config;
 pub mod domain;
 pub mod ews;
+pub mod http;
 pub mod metrics;
 pub mod pgtemp;
 pub mod pipeline;

@@ -448,7 +448,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_retry_waits_its_delay_even_in_a_full_queue() {
         let queue = WorkQueue::new(1, Duration::ZERO);
-        queue.push(&mailbox("a@x"), None, Reason::Event).await.unwrap();
+        queue
+            .push(&mailbox("a@x"), None, Reason::Event)
+            .await
+            .unwrap();
         let start = Instant::now();
 
         queue.retry(&mailbox("b@x"), Reason::CatchUp, Duration::from_secs(5));

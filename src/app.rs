@@ -1,0 +1,219 @@
+//! Wires the service together: store, EWS client, queue, listener, workers, HTTP.
+//!
+//! This is the only module that knows every component. It starts them in order
+//! (database and schema first, then the HTTP listener, then workers, then the
+//! subscriptions), and stops them in the reverse order: intake first, then the queue
+//! drains within the grace period, then the workers end.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::{Config, ExchangeAuth};
+use crate::ews::{EwsAuth, EwsClient, EwsConfig};
+use crate::pipeline::listener::{Listener, ListenerSettings};
+use crate::pipeline::queue::WorkQueue;
+use crate::pipeline::rooms::RoomDirectory;
+use crate::pipeline::worker::{SyncWindow, Workers};
+use crate::store::{PgStore, SchemaStatus};
+use crate::{http, metrics as m};
+
+/// The User-Agent the service sends to Exchange (kept stable for allow lists).
+pub const USER_AGENT: &str = concat!("booking-sync/", env!("CARGO_PKG_VERSION"));
+
+/// A started service.
+pub struct Service {
+    /// The queue between listener and workers.
+    pub queue: Arc<WorkQueue>,
+    /// The synced rooms.
+    pub rooms: Arc<RoomDirectory>,
+    /// The store.
+    pub store: PgStore,
+    /// Where `/metrics`, `/healthz` and `/readyz` answer.
+    pub http_addr: SocketAddr,
+    intake: CancellationToken,
+    workers: CancellationToken,
+    root: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// What a shutdown left undone.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownReport {
+    /// Mailboxes still queued when the grace period ended (their changes stay covered
+    /// by the stored checkpoint and are picked up at the next start).
+    pub left_in_queue: usize,
+    /// Whether everything finished within the grace period.
+    pub drained: bool,
+}
+
+/// The process-wide Prometheus recorder (installed once).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets(m::DURATION_BUCKETS)
+                .expect("the bucket list is not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed in this process");
+            m::describe();
+            handle
+        })
+        .clone()
+}
+
+impl Service {
+    /// Starts every component.
+    ///
+    /// # Errors
+    /// When the database is unreachable, the schema is not current, the EWS client
+    /// cannot be built, or the HTTP address cannot be bound.
+    pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        let metrics = metrics_handle();
+        let store = PgStore::connect(&config.database)
+            .await
+            .context("connecting to the database")?;
+        match store.schema_status().await.context("reading the schema version")? {
+            SchemaStatus::Current => {}
+            SchemaStatus::Outdated { pending } => bail!(
+                "the database schema is out of date ({} migration(s) pending): run `booking-sync migrate` first",
+                pending.len()
+            ),
+            SchemaStatus::Newer { unknown } => bail!(
+                "the database schema is newer than this booking-sync ({} unknown migration(s)): upgrade booking-sync",
+                unknown.len()
+            ),
+        }
+        let ews = EwsClient::new(ews_config(config)).context("setting up the EWS client")?;
+
+        let root = CancellationToken::new();
+        let intake = root.child_token();
+        let workers_token = root.child_token();
+        let tracker = TaskTracker::new();
+        let queue = Arc::new(WorkQueue::new(
+            config.pipeline.queue_capacity,
+            config.pipeline.coalesce_window,
+        ));
+        let rooms = Arc::new(RoomDirectory::default());
+
+        let http_addr = http::spawn(
+            config.http.listen,
+            http::HttpState {
+                metrics,
+                store: store.clone(),
+                queue: queue.clone(),
+                rooms: rooms.clone(),
+            },
+            &tracker,
+            root.child_token(),
+        )
+        .await
+        .with_context(|| format!("listening for HTTP on {}", config.http.listen))?;
+
+        let workers = Arc::new(Workers {
+            source: ews.clone(),
+            store: store.clone(),
+            queue: queue.clone(),
+            rooms: rooms.clone(),
+            window: SyncWindow {
+                past: chrono::Duration::days(i64::from(config.sync.window_past_days)),
+                future: chrono::Duration::days(i64::from(config.sync.window_future_days)),
+            },
+            batch_size: config.pipeline.batch_size,
+        });
+        for _ in 0..config.pipeline.workers.max(1) {
+            let workers = workers.clone();
+            let token = workers_token.clone();
+            tracker.spawn(async move { workers.run(token).await });
+        }
+
+        let listener = Arc::new(Listener {
+            ews,
+            store: store.clone(),
+            queue: queue.clone(),
+            rooms: rooms.clone(),
+            settings: ListenerSettings {
+                group_size: config.subscriptions.group_size,
+                connection_timeout_minutes: config.subscriptions.connection_timeout_minutes,
+                heartbeat_timeout: config.subscriptions.heartbeat_timeout,
+                room_refresh_interval: config.sync.room_refresh_interval,
+            },
+        });
+        {
+            let tracker_inner = tracker.clone();
+            let token = intake.clone();
+            tracker.spawn(async move { listener.run(tracker_inner, token).await });
+        }
+        info!(http = %http_addr, "Service started");
+        Ok(Self {
+            queue,
+            rooms,
+            store,
+            http_addr,
+            intake,
+            workers: workers_token,
+            root,
+            tracker,
+        })
+    }
+
+    /// Stops intake, lets the workers drain the queue for up to `grace`, then stops.
+    pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
+        info!("Shutting down: no new events are taken");
+        self.intake.cancel();
+        self.queue.close();
+        let deadline = Instant::now() + grace;
+        let mut drained = true;
+        while !self.queue.is_idle() {
+            if Instant::now() >= deadline {
+                drained = false;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left_in_queue = self.queue.len();
+        if !drained {
+            warn!(left_in_queue, "Grace period over, stopping with work left; the next start picks it up from the stored sync state");
+        }
+        self.workers.cancel();
+        self.root.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("Some tasks did not stop in time");
+        }
+        ShutdownReport {
+            left_in_queue,
+            drained,
+        }
+    }
+}
+
+fn ews_config(config: &Config) -> EwsConfig {
+    let exchange = &config.exchange;
+    EwsConfig {
+        url: exchange.url.clone(),
+        auth: match &exchange.auth {
+            ExchangeAuth::None => EwsAuth::None,
+            ExchangeAuth::Basic { username, password } => EwsAuth::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+        },
+        impersonation: exchange.impersonation,
+        server_version: exchange.server_version.clone(),
+        request_timeout: exchange.request_timeout,
+        max_concurrent_requests: exchange.max_concurrent_requests,
+        user_agent: USER_AGENT.to_owned(),
+    }
+}

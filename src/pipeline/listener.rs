@@ -1,0 +1,515 @@
+//! The listener: EWS streaming subscriptions for every synced room.
+//!
+//! Rooms are split into affinity groups of at most `group_size` mailboxes; each group
+//! is one task holding one GetStreamingEvents connection for all its subscriptions.
+//! Per mailbox the task subscribes first and then queues a catch-up, so a change made
+//! between the last checkpoint and the subscription is found by the sync pass, and
+//! every later one arrives as an event. Events only mark mailboxes dirty: the queue and
+//! the workers find out what changed. Whenever the stream may have missed something
+//! (a dropped connection, silence past the heartbeat timeout, a lost subscription,
+//! missed events) the affected mailboxes are queued for a catch-up too.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::domain::{EventKind, MailboxAddress, SubscriptionId};
+use crate::ews::{Affinity, ConnectionStatus, EwsClient, EwsError, StreamMessage};
+use crate::metrics as m;
+use crate::pipeline::queue::{Closed, Reason, WorkQueue};
+use crate::pipeline::rooms::RoomDirectory;
+use crate::store::PgStore;
+
+/// Code of the stream error that says events were lost but the subscription lives.
+const MISSED_EVENTS: &str = "ErrorMissedNotificationEvents";
+/// First reconnect delay after a failure; doubles up to [`MAX_RECONNECT_DELAY`].
+const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(250);
+/// Longest delay between two reconnect attempts.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(60);
+/// How often "last event" times are written to the database at most.
+const EVENT_TIME_FLUSH: Duration = Duration::from_secs(1);
+/// How long an unsubscribe at shutdown may take.
+const UNSUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Settings of the listener.
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    /// Mailboxes per affinity group (1..=200).
+    pub group_size: usize,
+    /// Minutes a streaming connection stays open (1..=30).
+    pub connection_timeout_minutes: u8,
+    /// Silence after which a stream counts as dead.
+    pub heartbeat_timeout: Duration,
+    /// How often the `rooms` table is read for added or disabled rooms.
+    pub room_refresh_interval: Duration,
+}
+
+/// Everything a group task needs; shared by all groups.
+pub struct Listener {
+    /// The EWS client.
+    pub ews: EwsClient,
+    /// The store (room list, subscription bookkeeping).
+    pub store: PgStore,
+    /// Where events go.
+    pub queue: Arc<WorkQueue>,
+    /// The synced rooms.
+    pub rooms: Arc<RoomDirectory>,
+    /// Settings.
+    pub settings: ListenerSettings,
+}
+
+struct Group {
+    members: Vec<MailboxAddress>,
+    sender: watch::Sender<Vec<MailboxAddress>>,
+}
+
+impl Listener {
+    /// Keeps the groups in step with the `rooms` table until `cancel` fires: new or
+    /// re-enabled rooms join a group (a new one when all are full), disabled ones leave
+    /// theirs and are unsubscribed.
+    pub async fn run(self: Arc<Self>, tracker: TaskTracker, cancel: CancellationToken) {
+        let mut groups: Vec<Group> = Vec::new();
+        loop {
+            match self.store.enabled_rooms().await {
+                Ok(rooms) => {
+                    metrics::gauge!(m::ROOMS_ENABLED).set(rooms.len() as f64);
+                    let (added, removed) = self.rooms.replace(rooms);
+                    if !added.is_empty() || !removed.is_empty() {
+                        info!(
+                            added = added.len(),
+                            removed = removed.len(),
+                            "Synced rooms changed"
+                        );
+                    }
+                    self.regroup(&mut groups, added, removed, &tracker, &cancel);
+                }
+                Err(err) => warn!(error = %err, "Could not read the rooms to sync"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.room_refresh_interval) => {}
+                _ = cancel.cancelled() => break,
+            }
+        }
+    }
+
+    fn regroup(
+        self: &Arc<Self>,
+        groups: &mut Vec<Group>,
+        mut added: Vec<MailboxAddress>,
+        removed: Vec<MailboxAddress>,
+        tracker: &TaskTracker,
+        cancel: &CancellationToken,
+    ) {
+        let removed: HashSet<MailboxAddress> = removed.into_iter().collect();
+        let mut changed: HashSet<usize> = HashSet::new();
+        for (index, group) in groups.iter_mut().enumerate() {
+            let before = group.members.len();
+            group.members.retain(|mailbox| !removed.contains(mailbox));
+            if group.members.len() != before {
+                changed.insert(index);
+            }
+        }
+        added.sort();
+        let size = self.settings.group_size.clamp(1, 200);
+        for mailbox in added {
+            let index = match groups.iter().position(|group| group.members.len() < size) {
+                Some(index) => index,
+                None => {
+                    let (sender, receiver) = watch::channel(Vec::new());
+                    let listener = self.clone();
+                    let group_cancel = cancel.child_token();
+                    tracker.spawn(async move { listener.run_group(receiver, group_cancel).await });
+                    groups.push(Group {
+                        members: Vec::new(),
+                        sender,
+                    });
+                    groups.len() - 1
+                }
+            };
+            groups[index].members.push(mailbox);
+            changed.insert(index);
+        }
+        for index in changed {
+            let group = &groups[index];
+            group.sender.send_replace(group.members.clone());
+        }
+    }
+
+    /// Runs one affinity group: subscriptions plus one streaming connection.
+    async fn run_group(
+        self: Arc<Self>,
+        mut members: watch::Receiver<Vec<MailboxAddress>>,
+        cancel: CancellationToken,
+    ) {
+        let mut state = GroupState::default();
+        let mut failures = 0u32;
+        loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let wanted = members.borrow_and_update().clone();
+            if let Err(Closed) = self.reconcile(&mut state, &wanted).await {
+                break;
+            }
+            if state.by_subscription.is_empty() {
+                tokio::select! {
+                    _ = members.changed() => {}
+                    _ = tokio::time::sleep(retry_delay(failures.max(1))) => {}
+                    _ = cancel.cancelled() => break,
+                }
+                continue;
+            }
+            let end = self.stream(&mut state, &mut members, &cancel).await;
+            match end {
+                StreamEnd::Cancelled | StreamEnd::QueueClosed => break,
+                StreamEnd::Renew | StreamEnd::MembersChanged => failures = 0,
+                StreamEnd::Failed { reason, catch_up } => {
+                    failures += 1;
+                    metrics::counter!(m::RECONNECTS, "reason" => reason).increment(1);
+                    if catch_up && self.catch_up_all(&state).await.is_err() {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry_delay(failures)) => {}
+                        _ = cancel.cancelled() => break,
+                    }
+                }
+            }
+        }
+        self.unsubscribe_all(&mut state).await;
+    }
+
+    /// Subscribes wanted mailboxes that have no subscription and drops the others.
+    async fn reconcile(
+        &self,
+        state: &mut GroupState,
+        wanted: &[MailboxAddress],
+    ) -> Result<(), Closed> {
+        let wanted_set: HashSet<&MailboxAddress> = wanted.iter().collect();
+        let anchor_gone = state
+            .affinity
+            .as_ref()
+            .is_some_and(|affinity| !wanted_set.contains(affinity.anchor()));
+        if anchor_gone || state.affinity.is_none() {
+            // A new anchor means a new affinity: every member subscribes again under it.
+            self.unsubscribe_all(state).await;
+            let mut sorted = wanted.to_vec();
+            sorted.sort();
+            state.affinity = sorted.first().cloned().map(Affinity::new);
+        }
+        let Some(affinity) = state.affinity.as_ref() else {
+            return Ok(());
+        };
+        let leaving: Vec<MailboxAddress> = state
+            .by_mailbox
+            .keys()
+            .filter(|mailbox| !wanted_set.contains(mailbox))
+            .cloned()
+            .collect();
+        for mailbox in leaving {
+            if let Some(id) = state.by_mailbox.remove(&mailbox) {
+                state.by_subscription.remove(&id);
+                metrics::gauge!(m::SUBSCRIPTIONS_ACTIVE).decrement(1.0);
+                if let Err(err) = self.ews.unsubscribe(&mailbox, affinity, &id).await {
+                    debug!(error = %err, "Unsubscribe failed; the subscription will expire");
+                }
+                if let Some(room) = self.store_room_id(&mailbox) {
+                    let _ = self.store.record_subscription(room, None).await;
+                }
+            }
+        }
+        for mailbox in wanted {
+            if state.by_mailbox.contains_key(mailbox) {
+                continue;
+            }
+            match self.ews.subscribe_streaming(mailbox, affinity).await {
+                Ok(id) => {
+                    metrics::gauge!(m::SUBSCRIPTIONS_ACTIVE).increment(1.0);
+                    if let Some(room) = self.store_room_id(mailbox) {
+                        if let Err(err) = self.store.record_subscription(room, Some(&id)).await {
+                            debug!(error = %err, "Could not record the subscription");
+                        }
+                    }
+                    state.by_subscription.insert(id.clone(), mailbox.clone());
+                    state.by_mailbox.insert(mailbox.clone(), id);
+                    // Subscribed first, now catch up: nothing falls in between.
+                    self.queue.push(mailbox, None, Reason::CatchUp).await?;
+                }
+                Err(err) => {
+                    warn!(error = %err, "Subscribing a room failed, retrying later");
+                    if let Some(room) = self.store_room_id(mailbox) {
+                        let _ = self
+                            .store
+                            .record_error(room, Some(&crate::pipeline::worker::error_chain(&err)))
+                            .await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn stream(
+        &self,
+        state: &mut GroupState,
+        members: &mut watch::Receiver<Vec<MailboxAddress>>,
+        cancel: &CancellationToken,
+    ) -> StreamEnd {
+        let Some(affinity) = state.affinity.as_ref() else {
+            return StreamEnd::MembersChanged;
+        };
+        let ids: Vec<SubscriptionId> = state.by_subscription.keys().cloned().collect();
+        let opened = tokio::select! {
+            opened = self.ews.get_streaming_events(affinity, &ids, self.settings.connection_timeout_minutes) => opened,
+            _ = cancel.cancelled() => return StreamEnd::Cancelled,
+        };
+        let mut stream = match opened {
+            Ok(stream) => stream,
+            Err(err) => return self.open_failed(state, err),
+        };
+        metrics::gauge!(m::STREAMS_OPEN).increment(1.0);
+        let mut seen = EventTimes::default();
+        let end = loop {
+            let next = tokio::select! {
+                next = tokio::time::timeout(self.settings.heartbeat_timeout, stream.next_message()) => next,
+                _ = members.changed() => break StreamEnd::MembersChanged,
+                _ = cancel.cancelled() => break StreamEnd::Cancelled,
+            };
+            let message = match next {
+                Err(_) => {
+                    warn!("Streaming connection silent past the heartbeat timeout, reconnecting");
+                    break StreamEnd::Failed {
+                        reason: "silence",
+                        catch_up: true,
+                    };
+                }
+                Ok(Err(err)) => {
+                    warn!(error = %err, "Streaming connection failed, reconnecting");
+                    break StreamEnd::Failed {
+                        reason: "error",
+                        catch_up: true,
+                    };
+                }
+                Ok(Ok(None)) => {
+                    break StreamEnd::Failed {
+                        reason: "ended",
+                        catch_up: true,
+                    }
+                }
+                Ok(Ok(Some(message))) => message,
+            };
+            match self.handle_message(state, message, &mut seen).await {
+                Ok(None) => {}
+                Ok(Some(end)) => break end,
+                Err(Closed) => break StreamEnd::QueueClosed,
+            }
+        };
+        seen.flush(self).await;
+        metrics::gauge!(m::STREAMS_OPEN).decrement(1.0);
+        end
+    }
+
+    fn open_failed(&self, state: &mut GroupState, err: EwsError) -> StreamEnd {
+        match err {
+            EwsError::SubscriptionGone { .. } => {
+                // Every subscription of the connection is gone (an Exchange restart):
+                // drop them all; the next reconcile subscribes and catches up.
+                warn!(error = %err, "Subscriptions of a group are gone, resubscribing");
+                metrics::counter!(m::RESUBSCRIPTIONS, "reason" => "gone")
+                    .increment(state.by_subscription.len() as u64);
+                state.forget_all();
+                StreamEnd::Failed {
+                    reason: "subscriptions_gone",
+                    catch_up: false,
+                }
+            }
+            err => {
+                warn!(error = %err, "Opening a streaming connection failed");
+                StreamEnd::Failed {
+                    reason: "open_failed",
+                    catch_up: false,
+                }
+            }
+        }
+    }
+
+    async fn handle_message(
+        &self,
+        state: &mut GroupState,
+        message: StreamMessage,
+        seen: &mut EventTimes,
+    ) -> Result<Option<StreamEnd>, Closed> {
+        for notification in message.notifications {
+            let Some(mailbox) = state
+                .by_subscription
+                .get(&notification.subscription_id)
+                .cloned()
+            else {
+                continue;
+            };
+            for event in &notification.events {
+                metrics::counter!(m::EVENTS_RECEIVED, "type" => event.kind.as_str()).increment(1);
+                if event.kind == EventKind::Status {
+                    continue;
+                }
+                self.queue
+                    .push(
+                        &mailbox,
+                        event.item_id.as_ref().or(event.old_item_id.as_ref()),
+                        Reason::Event,
+                    )
+                    .await?;
+            }
+            seen.mark(&mailbox);
+        }
+        seen.flush_if_due(self).await;
+        if let Some(error) = message.error {
+            if error.code == MISSED_EVENTS {
+                // The subscriptions live on; only the missed changes need a catch-up.
+                let affected = state.mailboxes_of(&error.subscription_ids);
+                metrics::counter!(m::RESUBSCRIPTIONS, "reason" => "missed")
+                    .increment(affected.len() as u64);
+                for mailbox in affected {
+                    self.queue.push(&mailbox, None, Reason::CatchUp).await?;
+                }
+            } else if !error.subscription_ids.is_empty() {
+                warn!(code = %error.code, count = error.subscription_ids.len(), "Subscriptions reported dead, resubscribing them");
+                metrics::counter!(m::RESUBSCRIPTIONS, "reason" => "dead")
+                    .increment(error.subscription_ids.len() as u64);
+                for id in &error.subscription_ids {
+                    state.forget(id);
+                }
+                return Ok(Some(StreamEnd::MembersChanged));
+            } else {
+                warn!(code = %error.code, "Streaming connection reported an error");
+                return Ok(Some(StreamEnd::Failed {
+                    reason: "stream_error",
+                    catch_up: true,
+                }));
+            }
+        }
+        if message.connection_status == Some(ConnectionStatus::Closed) {
+            debug!("Streaming connection reached its timeout, renewing");
+            return Ok(Some(StreamEnd::Renew));
+        }
+        Ok(None)
+    }
+
+    async fn catch_up_all(&self, state: &GroupState) -> Result<(), Closed> {
+        for mailbox in state.by_mailbox.keys() {
+            self.queue.push(mailbox, None, Reason::CatchUp).await?;
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe_all(&self, state: &mut GroupState) {
+        if let Some(affinity) = state.affinity.as_ref() {
+            for (id, mailbox) in &state.by_subscription {
+                let unsubscribe = self.ews.unsubscribe(mailbox, affinity, id);
+                if let Ok(Err(err)) = tokio::time::timeout(UNSUBSCRIBE_TIMEOUT, unsubscribe).await {
+                    debug!(error = %err, "Unsubscribe failed; the subscription will expire");
+                }
+            }
+        }
+        metrics::gauge!(m::SUBSCRIPTIONS_ACTIVE).decrement(state.by_subscription.len() as f64);
+        state.forget_all();
+    }
+
+    fn store_room_id(&self, mailbox: &MailboxAddress) -> Option<crate::store::RoomId> {
+        self.rooms.room_id(mailbox)
+    }
+}
+
+#[derive(Default)]
+struct GroupState {
+    affinity: Option<Affinity>,
+    by_subscription: HashMap<SubscriptionId, MailboxAddress>,
+    by_mailbox: HashMap<MailboxAddress, SubscriptionId>,
+}
+
+impl GroupState {
+    fn forget(&mut self, id: &SubscriptionId) {
+        if let Some(mailbox) = self.by_subscription.remove(id) {
+            self.by_mailbox.remove(&mailbox);
+            metrics::gauge!(m::SUBSCRIPTIONS_ACTIVE).decrement(1.0);
+        }
+    }
+
+    fn forget_all(&mut self) {
+        self.by_subscription.clear();
+        self.by_mailbox.clear();
+    }
+
+    fn mailboxes_of(&self, ids: &[SubscriptionId]) -> Vec<MailboxAddress> {
+        if ids.is_empty() {
+            return self.by_mailbox.keys().cloned().collect();
+        }
+        ids.iter()
+            .filter_map(|id| self.by_subscription.get(id).cloned())
+            .collect()
+    }
+}
+
+enum StreamEnd {
+    Cancelled,
+    QueueClosed,
+    Renew,
+    MembersChanged,
+    Failed {
+        reason: &'static str,
+        catch_up: bool,
+    },
+}
+
+/// Last event time per mailbox, written to the database at most once a second.
+#[derive(Default)]
+struct EventTimes {
+    pending: HashSet<MailboxAddress>,
+    flushed_at: Option<Instant>,
+}
+
+impl EventTimes {
+    fn mark(&mut self, mailbox: &MailboxAddress) {
+        self.pending.insert(mailbox.clone());
+    }
+
+    async fn flush_if_due(&mut self, listener: &Listener) {
+        let due = self
+            .flushed_at
+            .is_none_or(|at| at.elapsed() >= EVENT_TIME_FLUSH);
+        if due {
+            self.flush(listener).await;
+        }
+    }
+
+    async fn flush(&mut self, listener: &Listener) {
+        self.flushed_at = Some(Instant::now());
+        if self.pending.is_empty() {
+            return;
+        }
+        let now = Utc::now();
+        let seen: Vec<_> = self
+            .pending
+            .drain()
+            .filter_map(|mailbox| listener.rooms.room_id(&mailbox).map(|room| (room, now)))
+            .collect();
+        if let Err(err) = listener.store.record_events(&seen).await {
+            debug!(error = %err, "Could not record event times");
+        }
+    }
+}
+
+fn retry_delay(attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(16);
+    let base = FIRST_RECONNECT_DELAY
+        .saturating_mul(1 << exponent)
+        .min(MAX_RECONNECT_DELAY);
+    base + base.mul_f64(rand::random::<f64>() * 0.25)
+}

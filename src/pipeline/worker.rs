@@ -1,0 +1,462 @@
+//! Workers: turn a queued mailbox into one committed sync pass.
+//!
+//! A pass reads the mailbox's checkpoint, asks the source what changed since
+//! (SyncFolderItems), fetches every changed item in batches (one GetItem per batch),
+//! maps each item to meeting rows (one per occurrence inside the sync window), and
+//! hands the rows, the removed items and the new checkpoint to the store in one
+//! transaction. Nothing is acknowledged before that commit: a failed pass leaves the
+//! checkpoint where it was, and the mailbox is queued again after a back-off.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::domain::{CalendarItem, ItemId, MailboxAddress, SyncChange, SyncState};
+use crate::metrics as m;
+use crate::pipeline::queue::{Reason, WorkQueue};
+use crate::pipeline::rooms::RoomDirectory;
+use crate::pipeline::source::{CalendarSource, SourceError};
+use crate::recurrence;
+use crate::store::{
+    ApplyOutcome, InitialSync, ItemWrite, MailboxBatch, MeetingStatus, MeetingWrite, PgStore, Room,
+    StoreError,
+};
+
+/// SyncFolderItems page size (the protocol maximum).
+const MAX_CHANGES_PER_PAGE: u16 = 512;
+/// Back-off of a mailbox whose pass failed, doubling up to [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
+/// Longest back-off between two passes of a failing mailbox.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+/// AppointmentState bit of a cancelled meeting.
+const APPOINTMENT_CANCELLED: u32 = 4;
+
+/// The span of time materialised into meeting rows, relative to now.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncWindow {
+    /// How far back.
+    pub past: chrono::Duration,
+    /// How far ahead.
+    pub future: chrono::Duration,
+}
+
+impl SyncWindow {
+    /// The window's bounds at `now`.
+    pub fn bounds(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+        (now - self.past, now + self.future)
+    }
+}
+
+/// What a worker needs, shared by every worker.
+pub struct Workers<S> {
+    /// Where changes come from.
+    pub source: S,
+    /// Where they go.
+    pub store: PgStore,
+    /// The queue the workers drain; the listener and the resync feed it.
+    pub queue: Arc<WorkQueue>,
+    /// The rooms being synced.
+    pub rooms: Arc<RoomDirectory>,
+    /// The rows materialised per series.
+    pub window: SyncWindow,
+    /// Item ids per GetItem call.
+    pub batch_size: usize,
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassReport {
+    /// SyncFolderItems pages read.
+    pub pages: u32,
+    /// Changes those pages listed.
+    pub changes: u64,
+    /// GetItem calls made.
+    pub fetch_calls: u64,
+    /// Row writes.
+    pub outcome: ApplyOutcome,
+}
+
+impl<S: CalendarSource> Workers<S> {
+    /// Runs one worker until the queue is closed and drained, or `cancel` fires.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut failures: HashMap<MailboxAddress, u32> = HashMap::new();
+        loop {
+            let work = tokio::select! {
+                work = self.queue.pop() => work,
+                _ = cancel.cancelled() => None,
+            };
+            let Some(work) = work else { break };
+            let started = Instant::now();
+            let Some(room) = self.rooms.get(&work.mailbox) else {
+                // The room was disabled while queued: nothing to do.
+                self.queue.done(&work.mailbox);
+                continue;
+            };
+            let result = tokio::select! {
+                result = self.sync_mailbox(&room) => Some(result),
+                _ = cancel.cancelled() => None,
+            };
+            match result {
+                Some(Ok(report)) => {
+                    failures.remove(&work.mailbox);
+                    record_success(&report, started);
+                    self.queue.done(&work.mailbox);
+                }
+                Some(Err(err)) => {
+                    let attempt = failures.entry(work.mailbox.clone()).or_insert(0);
+                    *attempt += 1;
+                    let delay = self.handle_failure(&room, &err, *attempt).await;
+                    self.queue.done(&work.mailbox);
+                    if let Some(delay) = delay {
+                        self.queue.retry(&work.mailbox, Reason::CatchUp, delay);
+                    }
+                }
+                None => {
+                    // Shutting down mid-pass: nothing was committed, so the stored
+                    // checkpoint still covers these changes for the next start.
+                    self.queue.done(&work.mailbox);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Syncs one mailbox from its stored checkpoint until the source has nothing more.
+    ///
+    /// # Errors
+    /// A [`PassError`] when reading, fetching or committing failed; nothing from the
+    /// failed page is committed.
+    pub async fn sync_mailbox(&self, room: &Room) -> Result<PassReport, PassError> {
+        let mut report = PassReport::default();
+        if room.initial_sync != InitialSync::Complete && room.initial_sync != InitialSync::Running {
+            self.store
+                .set_initial_sync(room.id, InitialSync::Running, None)
+                .await?;
+            self.rooms
+                .set_initial_sync(&room.email, InitialSync::Running);
+        }
+        let mut checkpoint = self.store.sync_state(room.id).await?;
+        loop {
+            let page = match self
+                .source
+                .sync_changes(&room.email, checkpoint.as_ref(), MAX_CHANGES_PER_PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(SourceError::InvalidCheckpoint) if checkpoint.is_some() => {
+                    warn!(
+                        room_id = room.id.0,
+                        "Stored sync state rejected, syncing the mailbox from the start"
+                    );
+                    self.store.reset_sync_state(room.id).await?;
+                    checkpoint = None;
+                    continue;
+                }
+                Err(err) => return Err(err.into()),
+            };
+            report.pages += 1;
+            report.changes += page.changes.len() as u64;
+            let last_page = page.includes_last_item_in_range;
+            let outcome = self
+                .commit_page(
+                    room,
+                    checkpoint.clone(),
+                    page.sync_state.clone(),
+                    page.changes,
+                    last_page,
+                    &mut report,
+                )
+                .await?;
+            add_outcome(&mut report.outcome, &outcome);
+            checkpoint = Some(page.sync_state);
+            if last_page {
+                break;
+            }
+        }
+        if room.initial_sync != InitialSync::Complete {
+            self.rooms
+                .set_initial_sync(&room.email, InitialSync::Complete);
+        }
+        Ok(report)
+    }
+
+    async fn commit_page(
+        &self,
+        room: &Room,
+        expected: Option<SyncState>,
+        next: SyncState,
+        changes: Vec<SyncChange>,
+        last_page: bool,
+        report: &mut PassReport,
+    ) -> Result<ApplyOutcome, PassError> {
+        let mut to_fetch: Vec<ItemId> = Vec::new();
+        let mut removed: Vec<ItemId> = Vec::new();
+        for change in changes {
+            match change {
+                SyncChange::Create(summary) | SyncChange::Update(summary) => {
+                    if !to_fetch.contains(&summary.item_id) {
+                        to_fetch.push(summary.item_id);
+                    }
+                }
+                SyncChange::Delete(item_id) => removed.push(item_id),
+            }
+        }
+        let fetched = self.fetch(&room.email, &to_fetch, report).await?;
+        let mut items = Vec::with_capacity(fetched.len());
+        for (item_id, item) in to_fetch.into_iter().zip(fetched) {
+            match item {
+                Some(item) => items.push(item),
+                // Gone between the change list and the fetch: a removal.
+                None => removed.push(item_id),
+            }
+        }
+        let exceptions = self.fetch_exceptions(&room.email, &items, report).await?;
+        let window = self.window.bounds(Utc::now());
+        let mut writes = Vec::with_capacity(items.len());
+        for item in &items {
+            match item_write(item, &exceptions, window) {
+                Ok(write) => writes.push(write),
+                Err(err) => {
+                    warn!(room_id = room.id.0, error = %err, "Calendar item has a recurrence that cannot be expanded, keeping its first occurrence only");
+                    writes.push(first_occurrence_write(item, window));
+                }
+            }
+        }
+        let batch = MailboxBatch {
+            room_id: room.id,
+            expected_sync_state: expected,
+            new_sync_state: Some(next),
+            items: writes,
+            removed_items: removed,
+            completes_initial_sync: last_page && room.initial_sync != InitialSync::Complete,
+        };
+        Ok(self.store.apply(&batch).await?)
+    }
+
+    async fn fetch(
+        &self,
+        mailbox: &MailboxAddress,
+        ids: &[ItemId],
+        report: &mut PassReport,
+    ) -> Result<Vec<Option<CalendarItem>>, PassError> {
+        let mut all = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(self.batch_size.max(1)) {
+            let items = self.source.fetch_items(mailbox, chunk).await?;
+            report.fetch_calls += 1;
+            metrics::counter!(m::ITEMS_FETCHED).increment(chunk.len() as u64);
+            all.extend(items);
+        }
+        Ok(all)
+    }
+
+    /// Fetches the modified occurrences of every series (for their own subjects).
+    async fn fetch_exceptions(
+        &self,
+        mailbox: &MailboxAddress,
+        items: &[CalendarItem],
+        report: &mut PassReport,
+    ) -> Result<HashMap<ItemId, CalendarItem>, PassError> {
+        let ids: Vec<ItemId> = items
+            .iter()
+            .flat_map(|item| item.modified_occurrences.iter().map(|o| o.item_id.clone()))
+            .collect();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let fetched = self.fetch(mailbox, &ids, report).await?;
+        Ok(ids
+            .into_iter()
+            .zip(fetched)
+            .filter_map(|(id, item)| item.map(|item| (id, item)))
+            .collect())
+    }
+
+    /// Decides what to do after a failed pass; returns when to try the mailbox again.
+    async fn handle_failure(&self, room: &Room, err: &PassError, attempt: u32) -> Option<Duration> {
+        metrics::counter!(m::MAILBOX_SYNCS, "outcome" => err.outcome()).increment(1);
+        let backoff = retry_delay(attempt);
+        let message = error_chain(err);
+        if let Err(store_err) = self.store.record_error(room.id, Some(&message)).await {
+            debug!(room_id = room.id.0, error = %store_err, "Could not record the mailbox error");
+        }
+        match err {
+            PassError::Source(SourceError::Throttled { backoff: hint, .. }) => {
+                info!(
+                    room_id = room.id.0,
+                    attempt, "Calendar source throttled the mailbox sync"
+                );
+                Some(hint.unwrap_or(backoff).max(backoff))
+            }
+            PassError::Source(SourceError::Mailbox { .. }) => {
+                warn!(room_id = room.id.0, error = %message, "Mailbox cannot be read, its sync stops until it is fixed");
+                if room.initial_sync != InitialSync::Complete {
+                    if let Err(store_err) = self
+                        .store
+                        .set_initial_sync(room.id, InitialSync::Failed, Some(&message))
+                        .await
+                    {
+                        debug!(room_id = room.id.0, error = %store_err, "Could not record the failed initial sync");
+                    }
+                    self.rooms
+                        .set_initial_sync(&room.email, InitialSync::Failed);
+                }
+                Some(MAX_RETRY_DELAY)
+            }
+            PassError::Store(StoreError::CheckpointMoved { .. }) => Some(Duration::ZERO),
+            _ => {
+                warn!(room_id = room.id.0, attempt, error = %message, "Mailbox sync failed, retrying later");
+                Some(backoff)
+            }
+        }
+    }
+}
+
+/// A failed sync pass.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// Reading from the calendar source failed.
+    #[error("reading the calendar failed")]
+    Source(#[from] SourceError),
+    /// Reading or writing the database failed.
+    #[error("the database failed")]
+    Store(#[from] StoreError),
+}
+
+impl PassError {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Self::Source(SourceError::Throttled { .. }) => "throttled",
+            Self::Source(_) => "source_error",
+            Self::Store(StoreError::CheckpointMoved { .. }) => "checkpoint_moved",
+            Self::Store(_) => "store_error",
+        }
+    }
+}
+
+/// Maps one fetched item to the rows it stands for inside `window`.
+///
+/// # Errors
+/// When the item's recurrence cannot be expanded.
+pub fn item_write(
+    item: &CalendarItem,
+    exceptions: &HashMap<ItemId, CalendarItem>,
+    window: (DateTime<Utc>, DateTime<Utc>),
+) -> Result<ItemWrite, recurrence::RecurrenceError> {
+    let status = status_of(item);
+    let organizer = organizer_email(item);
+    let meetings = recurrence::occurrences(item, window.0, window.1)?
+        .into_iter()
+        .map(|occurrence| {
+            let exception = occurrence
+                .exception_item_id
+                .as_ref()
+                .and_then(|id| exceptions.get(id));
+            MeetingWrite {
+                occurrence_start: occurrence.original_start,
+                subject: exception.map_or_else(|| item.subject.clone(), |e| e.subject.clone()),
+                starts_at: occurrence.start,
+                ends_at: occurrence.end,
+                is_all_day: item.is_all_day,
+                organizer_email: organizer.clone(),
+                status: exception.map_or(status, status_of),
+            }
+        })
+        .collect();
+    Ok(ItemWrite {
+        item_id: item.item_id.clone(),
+        change_key: item.change_key.clone(),
+        last_modified: item.last_modified,
+        uid: item.uid.clone(),
+        window,
+        meetings,
+    })
+}
+
+fn first_occurrence_write(
+    item: &CalendarItem,
+    window: (DateTime<Utc>, DateTime<Utc>),
+) -> ItemWrite {
+    ItemWrite {
+        item_id: item.item_id.clone(),
+        change_key: item.change_key.clone(),
+        last_modified: item.last_modified,
+        uid: item.uid.clone(),
+        window,
+        meetings: vec![MeetingWrite {
+            occurrence_start: item.recurrence.as_ref().map(|_| item.start),
+            subject: item.subject.clone(),
+            starts_at: item.start,
+            ends_at: item.end,
+            is_all_day: item.is_all_day,
+            organizer_email: organizer_email(item),
+            status: status_of(item),
+        }],
+    }
+}
+
+fn status_of(item: &CalendarItem) -> MeetingStatus {
+    if item.is_cancelled || item.appointment_state & APPOINTMENT_CANCELLED != 0 {
+        MeetingStatus::Cancelled
+    } else {
+        MeetingStatus::Confirmed
+    }
+}
+
+fn organizer_email(item: &CalendarItem) -> Option<String> {
+    item.organizer
+        .as_ref()
+        .and_then(|person| person.email.as_deref())
+        .map(|email| email.trim().to_ascii_lowercase())
+}
+
+fn add_outcome(total: &mut ApplyOutcome, outcome: &ApplyOutcome) {
+    total.inserted += outcome.inserted;
+    total.updated += outcome.updated;
+    total.unchanged += outcome.unchanged;
+    total.stale_skipped += outcome.stale_skipped;
+    total.cancelled += outcome.cancelled;
+}
+
+fn record_success(report: &PassReport, started: Instant) {
+    metrics::counter!(m::MAILBOX_SYNCS, "outcome" => "ok").increment(1);
+    metrics::histogram!(m::MAILBOX_SYNC_DURATION).record(started.elapsed().as_secs_f64());
+    let outcome = &report.outcome;
+    for (result, count) in [
+        ("inserted", outcome.inserted),
+        ("updated", outcome.updated),
+        ("unchanged", outcome.unchanged),
+        ("stale_skipped", outcome.stale_skipped),
+        ("cancelled", outcome.cancelled),
+    ] {
+        if count > 0 {
+            metrics::counter!(m::MEETING_WRITES, "result" => result).increment(count);
+        }
+    }
+}
+
+fn retry_delay(attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(16);
+    let base = FIRST_RETRY_DELAY
+        .saturating_mul(1 << exponent)
+        .min(MAX_RETRY_DELAY);
+    // Up to 25 % jitter so failing mailboxes do not retry in lockstep.
+    let jitter = base.mul_f64(rand::random::<f64>() * 0.25);
+    base + jitter
+}
+
+/// The error and its sources in one line, for the status table and logs.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
