@@ -2,5 +2,6 @@
 
 mod ews_client;
 mod ews_requests;
+mod sim_core;
 mod support;
 mod xsd_harness;

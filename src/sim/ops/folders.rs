@@ -1,0 +1,193 @@
+//! GetFolder and SyncFolderItems.
+
+use std::sync::Arc;
+
+use axum::response::Response;
+
+use crate::sim::model::{FolderKind, SyncEntry};
+use crate::sim::soap::{self, Element, MessageOutcome, Ns, XmlWriter};
+use crate::sim::{RequestContext, SimState};
+
+use super::calendar_xml::{write_calendar_item, Purpose, Shape};
+use super::{folder_refs, resolve_folder, schema_fault};
+
+/// Most changes one SyncFolderItems call may ask for.
+const MAX_CHANGES: usize = 512;
+
+/// GetFolder: one response message per folder id.
+pub(super) fn get_folder(
+    state: &Arc<SimState>,
+    context: &RequestContext,
+    operation: &Element,
+) -> Response {
+    let folders = operation
+        .child(Ns::Messages, "FolderIds")
+        .map(folder_refs)
+        .unwrap_or_default();
+    if folders.is_empty() {
+        return schema_fault("GetFolder needs FolderIds.");
+    }
+    let mut writer = XmlWriter::envelope(false);
+    writer.open_response("GetFolderResponse");
+    writer.open_m("ResponseMessages", &[]);
+    for folder in &folders {
+        match resolve_folder(state, context, folder) {
+            Ok(resolved) => {
+                let model = state.model();
+                let (element, class, name, count) = match resolved.kind {
+                    FolderKind::Calendar => (
+                        "CalendarFolder",
+                        "IPF.Appointment",
+                        "Calendar",
+                        model.calendar_count(resolved.mailbox),
+                    ),
+                    FolderKind::DeletedItems => (
+                        "Folder",
+                        "IPF.Note",
+                        "Deleted Items",
+                        model.deleted_items_count(resolved.mailbox),
+                    ),
+                    FolderKind::Root => ("Folder", "IPF.Note", "Top of Information Store", 0),
+                };
+                let id = model.folder_id(resolved.mailbox, resolved.kind);
+                let parent = model.folder_id(resolved.mailbox, FolderKind::Root);
+                drop(model);
+                writer.open_message("GetFolderResponseMessage", &MessageOutcome::Success);
+                writer.open_m("Folders", &[]);
+                writer.open_t(element, &[]);
+                writer.empty_t("FolderId", &[("Id", &id), ("ChangeKey", "AQAAAA==")]);
+                if resolved.kind != FolderKind::Root {
+                    writer.empty_t(
+                        "ParentFolderId",
+                        &[("Id", &parent), ("ChangeKey", "AQAAAA==")],
+                    );
+                }
+                writer.text_t("FolderClass", class);
+                writer.text_t("DisplayName", name);
+                writer.text_t("TotalCount", &count.to_string());
+                let children = if resolved.kind == FolderKind::Root {
+                    "2"
+                } else {
+                    "0"
+                };
+                writer.text_t("ChildFolderCount", children);
+                if element == "Folder" {
+                    writer.text_t("UnreadCount", "0");
+                }
+                writer.close();
+                writer.close();
+            }
+            Err(err) => {
+                writer.open_message("GetFolderResponseMessage", &err.outcome());
+                writer.empty_m("Folders", &[]);
+            }
+        }
+        writer.close();
+    }
+    soap::xml_response(writer.finish())
+}
+
+fn sync_response(writer: &mut XmlWriter, outcome: &MessageOutcome) {
+    writer.open_response("SyncFolderItemsResponse");
+    writer.open_m("ResponseMessages", &[]);
+    writer.open_message("SyncFolderItemsResponseMessage", outcome);
+}
+
+/// SyncFolderItems over the calendar: Create/Update/Delete since the sync state.
+pub(super) fn sync_folder_items(
+    state: &Arc<SimState>,
+    context: &RequestContext,
+    operation: &Element,
+) -> Response {
+    let shape = Shape::parse(operation.child(Ns::Messages, "ItemShape"));
+    let Some(folder) = operation
+        .child(Ns::Messages, "SyncFolderId")
+        .map(folder_refs)
+        .and_then(|folders| folders.into_iter().next())
+    else {
+        return schema_fault("SyncFolderItems needs SyncFolderId.");
+    };
+    let Some(max) = operation
+        .child(Ns::Messages, "MaxChangesReturned")
+        .and_then(|max| max.text.trim().parse::<usize>().ok())
+        .filter(|max| (1..=MAX_CHANGES).contains(max))
+    else {
+        return schema_fault("MaxChangesReturned must be an integer from 1 to 512.");
+    };
+    let sync_state = operation
+        .child(Ns::Messages, "SyncState")
+        .map(|state| state.text.as_str());
+    let ignore: Vec<String> = operation
+        .child(Ns::Messages, "Ignore")
+        .map(|list| {
+            list.children_named(Ns::Types, "ItemId")
+                .filter_map(|id| id.attr("Id").map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut writer = XmlWriter::envelope(false);
+    let resolved = match resolve_folder(state, context, &folder) {
+        Ok(resolved) => resolved,
+        Err(err) => {
+            sync_response(&mut writer, &err.outcome());
+            return soap::xml_response(writer.finish());
+        }
+    };
+    if resolved.kind != FolderKind::Calendar {
+        sync_response(
+            &mut writer,
+            &MessageOutcome::error(
+                "ErrorSyncFolderNotFound",
+                "The simulator synchronises calendar folders only.",
+            ),
+        );
+        return soap::xml_response(writer.finish());
+    }
+    let result = state
+        .model()
+        .sync(resolved.mailbox, sync_state, max, &ignore);
+    let Ok(result) = result else {
+        sync_response(
+            &mut writer,
+            &MessageOutcome::error(
+                "ErrorInvalidSyncStateData",
+                "Synchronization state data is corrupt or otherwise invalid.",
+            ),
+        );
+        return soap::xml_response(writer.finish());
+    };
+    sync_response(&mut writer, &MessageOutcome::Success);
+    writer.text_m("SyncState", &result.sync_state);
+    writer.text_m(
+        "IncludesLastItemInRange",
+        if result.includes_last_item_in_range {
+            "true"
+        } else {
+            "false"
+        },
+    );
+    writer.open_m("Changes", &[]);
+    for change in &result.changes {
+        match change {
+            SyncEntry::Create(item) => {
+                writer.open_t("Create", &[]);
+                write_calendar_item(&mut writer, item, &shape, Purpose::List);
+                writer.close();
+            }
+            SyncEntry::Update(item) => {
+                writer.open_t("Update", &[]);
+                write_calendar_item(&mut writer, item, &shape, Purpose::List);
+                writer.close();
+            }
+            SyncEntry::Delete {
+                item_id,
+                change_key,
+            } => {
+                writer.open_t("Delete", &[]);
+                writer.empty_t("ItemId", &[("Id", item_id), ("ChangeKey", change_key)]);
+                writer.close();
+            }
+        }
+    }
+    soap::xml_response(writer.finish())
+}

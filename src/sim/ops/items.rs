@@ -1,0 +1,199 @@
+//! GetItem and FindItem (with CalendarView).
+
+use std::sync::Arc;
+
+use axum::response::Response;
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+
+use crate::sim::model::LookupError;
+use crate::sim::soap::{self, Element, MessageOutcome, Ns, XmlWriter};
+use crate::sim::{RequestContext, SimState};
+
+use super::calendar_xml::{write_calendar_item, Purpose, Shape};
+use super::{folder_refs, resolve_folder, schema_fault};
+
+/// Longest CalendarView span Exchange accepts.
+const MAX_VIEW_DAYS: i64 = 2 * 365 + 1;
+
+fn lookup_outcome(error: LookupError) -> MessageOutcome {
+    match error {
+        LookupError::Malformed => {
+            MessageOutcome::error("ErrorInvalidIdMalformed", "Id is malformed.")
+        }
+        LookupError::NotFound => MessageOutcome::error(
+            "ErrorItemNotFound",
+            "The specified object was not found in the store.",
+        ),
+    }
+}
+
+/// GetItem: one response message per requested id, in order.
+pub(super) fn get_item(state: &Arc<SimState>, operation: &Element) -> Response {
+    let shape = Shape::parse(operation.child(Ns::Messages, "ItemShape"));
+    let Some(ids) = operation.child(Ns::Messages, "ItemIds") else {
+        return schema_fault("GetItem needs ItemIds.");
+    };
+    if ids.children.is_empty() {
+        return schema_fault("ItemIds needs at least one id.");
+    }
+    let mut writer = XmlWriter::envelope(false);
+    writer.open_response("GetItemResponse");
+    writer.open_m("ResponseMessages", &[]);
+    let model = state.model();
+    for id in &ids.children {
+        let result = match id.name.as_str() {
+            "ItemId" => model.lookup(id.attr("Id").unwrap_or_default()),
+            "OccurrenceItemId" => {
+                let master = id.attr("RecurringMasterId").unwrap_or_default();
+                match id
+                    .attr("InstanceIndex")
+                    .and_then(|i| i.parse::<usize>().ok())
+                {
+                    Some(index) => model
+                        .occurrence_by_index(master, index)
+                        .and_then(|occurrence| model.lookup(&occurrence)),
+                    None => Err(LookupError::Malformed),
+                }
+            }
+            "RecurringMasterItemId" => model
+                .master_of(id.attr("OccurrenceId").unwrap_or_default())
+                .and_then(|master| model.lookup(&master)),
+            _ => Err(LookupError::Malformed),
+        };
+        match result {
+            Ok((_, snapshot)) => {
+                writer.open_message("GetItemResponseMessage", &MessageOutcome::Success);
+                writer.open_m("Items", &[]);
+                write_calendar_item(&mut writer, &snapshot, &shape, Purpose::Get);
+                writer.close();
+            }
+            Err(error) => {
+                writer.open_message("GetItemResponseMessage", &lookup_outcome(error));
+                writer.empty_m("Items", &[]);
+            }
+        }
+        writer.close();
+    }
+    drop(model);
+    soap::xml_response(writer.finish())
+}
+
+/// Parses an xs:dateTime with or without an offset (without: UTC).
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|time| time.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()
+                .map(|naive| naive.and_utc())
+        })
+}
+
+fn find_response(writer: &mut XmlWriter, outcome: &MessageOutcome) {
+    writer.open_response("FindItemResponse");
+    writer.open_m("ResponseMessages", &[]);
+    writer.open_message("FindItemResponseMessage", outcome);
+}
+
+/// FindItem over the calendar, with CalendarView expansion or as a plain item list.
+pub(super) fn find_item(
+    state: &Arc<SimState>,
+    context: &RequestContext,
+    operation: &Element,
+) -> Response {
+    let shape = Shape::parse(operation.child(Ns::Messages, "ItemShape"));
+    let folders = operation
+        .child(Ns::Messages, "ParentFolderIds")
+        .map(folder_refs)
+        .unwrap_or_default();
+    let Some(folder) = folders.first() else {
+        return schema_fault("FindItem needs ParentFolderIds.");
+    };
+    let mut writer = XmlWriter::envelope(false);
+    let resolved = match resolve_folder(state, context, folder) {
+        Ok(resolved) => resolved,
+        Err(err) => {
+            find_response(&mut writer, &err.outcome());
+            return soap::xml_response(writer.finish());
+        }
+    };
+    let view = operation.child(Ns::Messages, "CalendarView");
+    let (items, total, complete) = match view {
+        Some(view) => {
+            let (Some(from), Some(to)) = (
+                view.attr("StartDate").and_then(parse_time),
+                view.attr("EndDate").and_then(parse_time),
+            ) else {
+                return schema_fault("CalendarView needs StartDate and EndDate.");
+            };
+            let max = match view.attr("MaxEntriesReturned") {
+                Some(text) => match text.parse::<usize>() {
+                    Ok(max) if max > 0 => Some(max),
+                    _ => return schema_fault("MaxEntriesReturned must be a positive integer."),
+                },
+                None => None,
+            };
+            if to < from {
+                find_response(
+                    &mut writer,
+                    &MessageOutcome::error(
+                        "ErrorCalendarEndDateIsEarlierThanStartDate",
+                        "EndDate is earlier than StartDate",
+                    ),
+                );
+                return soap::xml_response(writer.finish());
+            }
+            if to - from > Duration::days(MAX_VIEW_DAYS) {
+                find_response(
+                    &mut writer,
+                    &MessageOutcome::error(
+                        "ErrorCalendarViewRangeTooBig",
+                        "The time window specified is larger than the maximum allowed, which is two years.",
+                    ),
+                );
+                return soap::xml_response(writer.finish());
+            }
+            let mut items = if resolved.kind == crate::sim::model::FolderKind::Calendar {
+                state.model().calendar_view(resolved.mailbox, from, to)
+            } else {
+                Vec::new()
+            };
+            let total = items.len();
+            let complete = match max {
+                Some(max) => total <= max,
+                None => true,
+            };
+            if let Some(max) = max {
+                items.truncate(max);
+            }
+            (items, total, complete)
+        }
+        None => {
+            let items = if resolved.kind == crate::sim::model::FolderKind::Calendar {
+                state.model().calendar_items(resolved.mailbox)
+            } else {
+                Vec::new()
+            };
+            let total = items.len();
+            (items, total, true)
+        }
+    };
+    find_response(&mut writer, &MessageOutcome::Success);
+    let total_text = total.to_string();
+    writer.open_m(
+        "RootFolder",
+        &[
+            (
+                "IncludesLastItemInRange",
+                if complete { "true" } else { "false" },
+            ),
+            ("TotalItemsInView", &total_text),
+        ],
+    );
+    writer.open_t("Items", &[]);
+    for item in &items {
+        write_calendar_item(&mut writer, item, &shape, Purpose::List);
+    }
+    soap::xml_response(writer.finish())
+}
