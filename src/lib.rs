@@ -3,7 +3,9 @@
 //! See `ARCHITECTURE.md` for the map of modules and the data flow.
 
 pub mod app;
+pub mod checker;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod ews;
 pub mod http;

@@ -1,1 +1,275 @@
-fn main() {}
+//! The `booking-sync` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use booking_sync::app::Service;
+use booking_sync::config::Config;
+use booking_sync::demo::{self, DemoOptions};
+use booking_sync::sim::{SimConfig, Simulator};
+use booking_sync::store::PgStore;
+
+/// Exit status for a configuration error (systemd does not restart on it).
+const EXIT_CONFIG: u8 = 78;
+
+/// Keeps a meeting-room booking database in step with Microsoft Exchange.
+#[derive(Parser)]
+#[command(name = "booking-sync", version, about)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "BOOKING_SYNC_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service in the foreground.
+    Run {
+        /// Seconds to drain in-flight work after SIGTERM or SIGINT.
+        #[arg(long, default_value_t = 20)]
+        grace_seconds: u64,
+    },
+    /// Apply the database migrations in schema/.
+    Migrate,
+    /// Validate the configuration file offline (no network, no database).
+    CheckConfig,
+    /// Run the whole system on this machine against the bundled Exchange simulator.
+    Demo {
+        /// Room mailboxes.
+        #[arg(long, default_value_t = 20)]
+        rooms: usize,
+        /// User mailboxes (meeting organizers).
+        #[arg(long, default_value_t = 50)]
+        users: usize,
+        /// Changes the workload makes.
+        #[arg(long, default_value_t = 2000)]
+        changes: u64,
+        /// Changes per second (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Seed for the simulator's content and the workload.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Keep the service and simulator running after the report (metrics on :9464).
+        #[arg(long)]
+        keep_running: bool,
+        /// Print the report as one JSON object on the last line.
+        #[arg(long)]
+        json: bool,
+        /// PostgreSQL server for the demo database (default: the configured one, then
+        /// DATABASE_URL; with neither, a private throwaway server).
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+        /// Seconds to wait for convergence after the workload.
+        #[arg(long, default_value_t = 120)]
+        converge_timeout: u64,
+    },
+    /// Run the bundled Exchange simulator alone (for staging and benchmarks).
+    Simulate {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Room mailboxes to create.
+        #[arg(long, default_value_t = 20)]
+        rooms: usize,
+        /// User mailboxes to create.
+        #[arg(long, default_value_t = 50)]
+        users: usize,
+        /// Seed for deterministic content.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Demo { .. }));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { grace_seconds } => {
+            let Some(config) = load_config(cli.config.as_deref())? else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let service = Service::start(&config).await?;
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+            wait_for_signal().await?;
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+            let report = service.shutdown(Duration::from_secs(grace_seconds)).await;
+            tracing::info!(
+                drained = report.drained,
+                left_in_queue = report.left_in_queue,
+                "Stopped"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let Some(config) = load_config(cli.config.as_deref())? else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let store = PgStore::connect(&config.database)
+                .await
+                .context("connecting to the database")?;
+            let applied = store.migrate().await.context("applying migrations")?;
+            if applied.is_empty() {
+                println!("schema is up to date");
+            } else {
+                for name in applied {
+                    println!("applied {name}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => match load_config(cli.config.as_deref())? {
+            Some(_) => {
+                println!("configuration is valid");
+                Ok(ExitCode::SUCCESS)
+            }
+            None => Ok(ExitCode::from(EXIT_CONFIG)),
+        },
+        Command::Demo {
+            rooms,
+            users,
+            changes,
+            rate,
+            seed,
+            keep_running,
+            json,
+            database_url,
+            converge_timeout,
+        } => {
+            let configured = match cli.config.as_deref() {
+                Some(path) => match Config::load(path) {
+                    Ok(config) => Some(config.database.url.clone()),
+                    Err(err) => {
+                        eprintln!("error: {err}");
+                        return Ok(ExitCode::from(EXIT_CONFIG));
+                    }
+                },
+                None => None,
+            };
+            let report = demo::run(DemoOptions {
+                rooms,
+                users,
+                changes,
+                rate,
+                seed,
+                keep_running,
+                json,
+                database_url: configured.or(database_url),
+                converge_timeout: Duration::from_secs(converge_timeout),
+            })
+            .await?;
+            print_report(&report, json)?;
+            Ok(if report.converged {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Simulate {
+            listen,
+            rooms,
+            users,
+            seed,
+        } => {
+            let sim = Simulator::start(SimConfig {
+                listen,
+                rooms,
+                users,
+                seed,
+                ..SimConfig::default()
+            })
+            .await
+            .context("starting the simulator")?;
+            eprintln!(
+                "simulator listening: EWS at {}, control API at {}/_sim/",
+                sim.ews_url(),
+                sim.base_url()
+            );
+            wait_for_signal().await?;
+            sim.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Loads the configuration; prints every problem and returns `None` when invalid.
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Option<Config>> {
+    let Some(path) = path else {
+        eprintln!("error: no configuration file: pass --config PATH or set BOOKING_SYNC_CONFIG (see deploy/booking-sync.example.toml)");
+        return Ok(None);
+    };
+    match Config::load(path) {
+        Ok(config) => Ok(Some(config)),
+        Err(err) => {
+            eprintln!("error: {err}");
+            Ok(None)
+        }
+    }
+}
+
+fn print_report(report: &demo::DemoReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(());
+    }
+    println!(
+        "{} rooms, {} changes: {} meetings expected, {} in the database; missing {}, unexpected {}, stale {}",
+        report.rooms, report.changes, report.meetings_expected, report.meetings_in_db, report.missing, report.unexpected, report.stale
+    );
+    println!(
+        "{} in {:.1} s after the workload ({:.1} s); {:.0} changes/s end to end; {:.3} GetItem calls per change",
+        if report.converged { "converged" } else { "NOT converged" },
+        report.seconds_to_converge,
+        report.workload_seconds,
+        report.committed_per_second,
+        report.get_item_calls_per_change
+    );
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT")?,
+    }
+    Ok(())
+}
+
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}

@@ -2,6 +2,8 @@
 
 mod ews_client;
 mod ews_requests;
+mod pipeline;
+mod process;
 mod sim_core;
 mod support;
 mod xsd_harness;

@@ -176,7 +176,12 @@ pub fn parse_stream_envelope(envelope: &[u8]) -> Result<StreamMessage, EwsError>
             result.error.get_or_insert_with(|| stream_error(message));
         }
         if let Some(list) = message.child(Ns::Messages, NOTIFICATIONS) {
-            for notification in list.children_named(Ns::Messages, NOTIFICATION) {
+            // The schema puts Notification in the types namespace; Microsoft's own
+            // samples show it in the messages namespace. Accept both.
+            let notifications = list.children.iter().filter(|child| {
+                child.is(Ns::Types, NOTIFICATION) || child.is(Ns::Messages, NOTIFICATION)
+            });
+            for notification in notifications {
                 result.notifications.push(parse_notification(notification)?);
             }
         }

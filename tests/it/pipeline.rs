@@ -1,0 +1,257 @@
+//! End to end: Exchange simulator -> service -> PostgreSQL.
+
+use std::time::Duration;
+
+use booking_sync::domain::MailboxAddress;
+use booking_sync::sim::{AppointmentPatch, DeleteMode, NewAppointment, Workload, WorkloadMix};
+use booking_sync::store::{MeetingRow, MeetingStatus};
+use chrono::{DateTime, Duration as Span, Timelike, Utc};
+
+use crate::support::app::{TestApp, TestOptions};
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+fn at(days: i64, hour: u32) -> DateTime<Utc> {
+    (Utc::now() + Span::days(days))
+        .with_hour(hour)
+        .and_then(|t| t.with_minute(0))
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_nanosecond(0))
+        .expect("a valid time")
+}
+
+fn meeting(subject: &str, start: DateTime<Utc>, hours: i64) -> NewAppointment {
+    NewAppointment {
+        subject: subject.to_owned(),
+        start,
+        end: start + Span::hours(hours),
+        is_all_day: false,
+        organizer: "user-001@contoso.example".to_owned(),
+        location: None,
+        attendees: Vec::new(),
+        time_zone: None,
+        recurrence: None,
+        uid: None,
+    }
+}
+
+async fn rows_for(app: &TestApp, room: &str, uid: &str) -> Vec<MeetingRow> {
+    let rooms = app.store.enabled_rooms().await.expect("rooms");
+    let room = rooms
+        .iter()
+        .find(|r| r.email == MailboxAddress::new(room))
+        .expect("room exists");
+    app.store
+        .meetings(room.id)
+        .await
+        .expect("meetings")
+        .into_iter()
+        .filter(|row| row.exchange_uid == uid)
+        .collect()
+}
+
+async fn wait_for<F>(app: &TestApp, room: &str, uid: &str, condition: F) -> Vec<MeetingRow>
+where
+    F: Fn(&[MeetingRow]) -> bool,
+{
+    let started = tokio::time::Instant::now();
+    loop {
+        let rows = rows_for(app, room, uid).await;
+        if condition(&rows) || started.elapsed() > CONVERGE {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_edited_moved_and_cancelled_meeting_reaches_the_meetings_table() {
+    let app = TestApp::spawn(TestOptions::default()).await;
+    let room_a = "room-001@contoso.example";
+    let room_b = "room-002@contoso.example";
+    let start = at(2, 9);
+
+    // Created.
+    let created = app
+        .control
+        .create_appointment(room_a, meeting("Quarterly planning", start, 1))
+        .expect("created");
+    let rows = wait_for(&app, room_a, &created.uid, |rows| rows.len() == 1).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].subject, "Quarterly planning");
+    assert_eq!(rows[0].starts_at, start);
+    assert_eq!(rows[0].ends_at, start + Span::hours(1));
+    assert_eq!(rows[0].status, MeetingStatus::Confirmed);
+    assert_eq!(rows[0].occurrence_start, None);
+    assert_eq!(
+        rows[0].organizer_email.as_deref(),
+        Some("user-001@contoso.example")
+    );
+    assert!(
+        rows[0].organizer_user_id.is_some(),
+        "organizer is a known user"
+    );
+
+    // Edited.
+    let later = start + Span::hours(3);
+    app.control
+        .update_appointment(
+            room_a,
+            &created.uid,
+            AppointmentPatch {
+                subject: Some("Quarterly planning (moved)".to_owned()),
+                start: Some(later),
+                end: Some(later + Span::minutes(30)),
+                ..AppointmentPatch::default()
+            },
+        )
+        .expect("updated");
+    let rows = wait_for(&app, room_a, &created.uid, |rows| {
+        rows.first().is_some_and(|r| r.starts_at == later)
+    })
+    .await;
+    assert_eq!(rows[0].subject, "Quarterly planning (moved)");
+    assert_eq!(rows[0].ends_at, later + Span::minutes(30));
+
+    // Moved to another room: gone from A (soft delete there), created in B with the same UID.
+    app.control
+        .delete_appointment(room_a, &created.uid, DeleteMode::Soft, None)
+        .expect("removed from room A");
+    let mut in_b = meeting("Quarterly planning (moved)", later, 1);
+    in_b.uid = Some(created.uid.clone());
+    app.control
+        .create_appointment(room_b, in_b)
+        .expect("created in room B");
+    let rows_a = wait_for(&app, room_a, &created.uid, |rows| {
+        rows.first()
+            .is_some_and(|r| r.status == MeetingStatus::Cancelled)
+    })
+    .await;
+    assert_eq!(
+        rows_a[0].status,
+        MeetingStatus::Cancelled,
+        "the row stays, cancelled"
+    );
+    let rows_b = wait_for(&app, room_b, &created.uid, |rows| rows.len() == 1).await;
+    assert_eq!(rows_b[0].status, MeetingStatus::Confirmed);
+
+    // Cancelled by the organizer.
+    app.control
+        .cancel_appointment(room_b, &created.uid)
+        .expect("cancelled");
+    let rows_b = wait_for(&app, room_b, &created.uid, |rows| {
+        rows.first()
+            .is_some_and(|r| r.status == MeetingStatus::Cancelled)
+    })
+    .await;
+    assert_eq!(rows_b[0].status, MeetingStatus::Cancelled);
+
+    let result = app.wait_converged(CONVERGE).await;
+    assert!(result.converged(), "{result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weekly_series_becomes_one_row_per_occurrence() {
+    let app = TestApp::spawn(TestOptions::default()).await;
+    let room = "room-003@contoso.example";
+    let start = at(1, 10);
+    let mut series = meeting("Stand-up", start, 1);
+    series.recurrence = Some(booking_sync::recurrence::Recurrence {
+        pattern: booking_sync::recurrence::Pattern::Daily { interval: 7 },
+        start_date: start.date_naive(),
+        end: booking_sync::recurrence::RangeEnd::Numbered { count: 6 },
+    });
+    let created = app
+        .control
+        .create_appointment(room, series)
+        .expect("series");
+
+    let rows = wait_for(&app, room, &created.uid, |rows| rows.len() == 6).await;
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    assert!(rows.iter().all(|r| r.occurrence_start.is_some()));
+
+    let result = app.wait_converged(CONVERGE).await;
+    assert!(result.converged(), "{result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_while_the_service_was_stopped_arrive_without_refetching_unchanged_items() {
+    let mut app = TestApp::spawn(TestOptions::default()).await;
+    let room = "room-001@contoso.example";
+    for index in 0..20 {
+        app.control
+            .create_appointment(
+                room,
+                meeting(
+                    &format!("Before {index}"),
+                    at(3, 8) + Span::minutes(index * 30),
+                    1,
+                ),
+            )
+            .expect("created");
+    }
+    assert!(app.wait_converged(CONVERGE).await.converged());
+
+    app.stop().await;
+    let changed = app
+        .control
+        .create_appointment(room, meeting("While stopped", at(4, 9), 1))
+        .expect("created while down");
+    let get_items_before = app
+        .control
+        .stats()
+        .requests
+        .iter()
+        .filter(|(k, _)| k.starts_with("GetItem/"))
+        .map(|(_, v)| v)
+        .sum::<u64>();
+
+    app.start().await;
+    let result = app.wait_converged(CONVERGE).await;
+
+    assert!(result.converged(), "{result:?}");
+    let rows = rows_for(&app, room, &changed.uid).await;
+    assert_eq!(rows.len(), 1);
+    let get_items = app
+        .control
+        .stats()
+        .requests
+        .iter()
+        .filter(|(k, _)| k.starts_with("GetItem/"))
+        .map(|(_, v)| v)
+        .sum::<u64>()
+        - get_items_before;
+    assert!(
+        get_items <= 1,
+        "unchanged items were fetched again: {get_items} GetItem calls"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_queue_under_a_burst_over_many_rooms_stays_bounded_and_converges() {
+    let app = TestApp::spawn(TestOptions {
+        rooms: 100,
+        users: 20,
+        queue_capacity: 16,
+    })
+    .await;
+
+    let report = app
+        .control
+        .run_workload(Workload {
+            changes: 5_000,
+            rate_per_sec: 0.0,
+            seed: 11,
+            mix: WorkloadMix::default(),
+            wait: true,
+        })
+        .await
+        .expect("workload runs");
+    assert_eq!(report.changes, 5_000, "{report:?}");
+
+    let service = app.service.as_ref().expect("running");
+    assert!(service.queue.len() <= 16);
+    let result = app.wait_converged(Duration::from_secs(120)).await;
+    assert!(result.converged(), "{result:?}");
+    assert!(result.expected > 0);
+}

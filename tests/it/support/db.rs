@@ -1,0 +1,74 @@
+//! A fresh PostgreSQL database per test, dropped when the test ends.
+
+use std::time::Duration;
+
+use booking_sync::config::DatabaseConfig;
+use tokio_postgres::NoTls;
+
+/// The server test databases are created on (`BOOKING_SYNC_TEST_DATABASE_URL`, or the
+/// local server's `test` database).
+pub fn admin_url() -> String {
+    std::env::var("BOOKING_SYNC_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A database named `bs_it_<random>`.
+pub struct TestDb {
+    /// Its name.
+    pub name: String,
+    /// A URL that connects to it.
+    pub url: String,
+}
+
+impl TestDb {
+    /// Creates the database (empty, no migrations).
+    pub async fn create() -> Self {
+        let name = format!("bs_it_{}", uuid::Uuid::new_v4().simple());
+        admin(&format!("CREATE DATABASE {name}")).await;
+        let admin = admin_url();
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    /// Database settings pointing at it.
+    pub fn config(&self) -> DatabaseConfig {
+        DatabaseConfig {
+            url: self.url.clone(),
+            password: None,
+            pool_size: 8,
+            statement_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop runs inside the test's runtime, which cannot be blocked on.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for dropping the test database")
+                .block_on(admin(&sql));
+        })
+        .join();
+    }
+}
+
+async fn admin(sql: &str) {
+    let (client, connection) = tokio_postgres::connect(&admin_url(), NoTls)
+        .await
+        .expect("PostgreSQL answers at BOOKING_SYNC_TEST_DATABASE_URL (run scripts/test)");
+    tokio::spawn(connection);
+    client
+        .batch_execute(sql)
+        .await
+        .expect("admin statement runs");
+}
