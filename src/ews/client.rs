@@ -155,8 +155,8 @@ impl EwsClient {
     ///
     /// # Errors
     ///
-    /// [`EwsError::InvalidArgument`] for an unusable configuration (no permits, a user
-    /// agent that is not a header value), [`EwsError::Transport`] when the TLS stack
+    /// [`EwsError::InvalidArgument`] for an unusable configuration (an invalid URL, no
+    /// permits, a user agent that is not a header value), [`EwsError::Transport`] when the TLS stack
     /// cannot be set up.
     pub fn new(config: EwsConfig) -> Result<Self, EwsError> {
         if config.max_concurrent_requests == 0 {
@@ -164,6 +164,8 @@ impl EwsClient {
                 "max_concurrent_requests must be at least 1".to_owned(),
             ));
         }
+        reqwest::Url::parse(&config.url)
+            .map_err(|err| EwsError::InvalidArgument(format!("invalid ews url: {err}")))?;
         HeaderValue::from_str(&config.user_agent).map_err(|_| {
             EwsError::InvalidArgument("user agent is not a valid header value".to_owned())
         })?;
@@ -304,8 +306,9 @@ impl EwsClient {
     /// # Errors
     ///
     /// An [`EwsError`] when the whole call failed, including a per-item code that
-    /// concerns the whole request (throttling, access, mailbox state), or when Exchange
-    /// answered with a different number of results than ids.
+    /// concerns the whole request (throttling, a moving or missing mailbox), or when
+    /// Exchange answered with a different number of results than ids. Any other
+    /// per-item code (access denied to one item, a malformed id) fails only that item.
     pub async fn get_calendar_items(
         &self,
         mailbox: &MailboxAddress,

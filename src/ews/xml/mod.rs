@@ -95,15 +95,40 @@ pub fn parse_get_item(body: &[u8]) -> Result<Vec<Result<CalendarItem, ItemError>
                 .and_then(|items| items.children.iter().find(|item| item.ns == Ns::Types))
                 .ok_or_else(|| ItemError::Malformed("response message without an item".into()))
                 .and_then(|item| calendar::calendar_item(item).map_err(ItemError::Malformed)),
-            Err(EwsError::Response { code, .. }) if code == codes::ITEM_NOT_FOUND => {
-                Err(ItemError::NotFound)
-            }
-            Err(EwsError::Response { code, message }) => Err(ItemError::Other { code, message }),
-            Err(other) => return Err(other),
+            Err(err) if concerns_whole_request(&err) => return Err(err),
+            Err(_) => Err(item_error(message)),
         };
         results.push(result);
     }
     Ok(results)
+}
+
+/// Whether a per-item error code really says the whole request must wait or stop,
+/// rather than something about that one item.
+fn concerns_whole_request(err: &EwsError) -> bool {
+    matches!(
+        err,
+        EwsError::Throttled { .. }
+            | EwsError::MailboxUnavailable { .. }
+            | EwsError::MailboxNotFound
+            | EwsError::Timeout
+    )
+}
+
+fn item_error(message: &Element) -> ItemError {
+    let code = message
+        .child_text(Ns::Messages, RESPONSE_CODE)
+        .unwrap_or_default();
+    if code == codes::ITEM_NOT_FOUND {
+        return ItemError::NotFound;
+    }
+    ItemError::Other {
+        code: code.to_owned(),
+        message: message
+            .child_text(Ns::Messages, MESSAGE_TEXT)
+            .unwrap_or_default()
+            .to_owned(),
+    }
 }
 
 /// Reads a FindItem response with a CalendarView.

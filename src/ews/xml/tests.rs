@@ -196,6 +196,29 @@ fn get_item_returns_one_result_per_message_in_order() {
 }
 
 #[test]
+fn access_denied_for_one_item_fails_only_that_item() {
+    check(
+        "get_item_access_denied.xml",
+        parse_get_item,
+        Ok(vec![Err(ItemError::Other {
+            code: "ErrorAccessDenied".to_owned(),
+            message: "Access is denied. Check credentials and try again.".to_owned(),
+        })]),
+    );
+}
+
+#[test]
+fn server_busy_for_any_item_fails_the_whole_batch() {
+    check(
+        "get_item_server_busy.xml",
+        parse_get_item,
+        Err(EwsError::Throttled {
+            backoff: Some(Duration::from_millis(2500)),
+        }),
+    );
+}
+
+#[test]
 fn recurring_masters_carry_every_pattern_and_range_kind() {
     let items = parse_get_item(&fixture("get_item_recurring_masters.xml"))
         .expect("valid response")
@@ -527,6 +550,24 @@ fn a_truncated_response_is_malformed() {
     let result = parse_get_item(&bytes[..bytes.len() / 2]);
 
     assert!(matches!(result, Err(EwsError::Malformed(_))), "{result:?}");
+}
+
+#[test]
+fn a_response_cut_at_any_byte_is_an_error_not_a_panic() {
+    let bytes = fixture("get_item_single_and_missing.xml");
+    let document_end = bytes
+        .iter()
+        .rposition(|&byte| byte == b'>')
+        .expect("a document");
+
+    for cut in 0..document_end {
+        let result = parse_get_item(&bytes[..cut]);
+
+        assert!(
+            matches!(result, Err(EwsError::Malformed(_))),
+            "cut at {cut}"
+        );
+    }
 }
 
 #[test]
