@@ -28,6 +28,8 @@ const SERVER_BUSY_FAULT: &str = include_str!("../fixtures/ews/fault_server_busy.
 const GET_ITEM: &str = include_str!("../fixtures/ews/get_item_single_and_missing.xml");
 const SYNC_PAGE: &str = include_str!("../fixtures/ews/sync_folder_items_page.xml");
 const STREAM: &str = include_str!("../fixtures/ews/streaming_events.xml");
+const UNSUBSCRIBE_GONE: &str = include_str!("../fixtures/ews/unsubscribe_not_found.xml");
+const CALENDAR_VIEW: &str = include_str!("../fixtures/ews/find_item_calendar_view.xml");
 const BACKEND_COOKIE: &str =
     "X-BackEndOverrideCookie=AM6PR04MB1234~1593847261; path=/; secure; HttpOnly";
 
@@ -472,4 +474,51 @@ async fn a_stream_needs_between_one_and_two_hundred_subscriptions() {
         matches!(over, Err(EwsError::InvalidArgument(_))),
         "{over:?}"
     );
+}
+
+#[tokio::test]
+async fn unsubscribing_twice_succeeds_and_carries_the_affinity_headers() {
+    let (address, script) = spawn_server().await;
+    script.push(ok(UNSUBSCRIBE_GONE));
+    let client = client(address, 4);
+    let anchor = MailboxAddress::new("room-1@contoso.example");
+    let member = MailboxAddress::new("room-2@contoso.example");
+    let affinity = Affinity::new(anchor);
+
+    let result = client
+        .unsubscribe(&member, &affinity, &SubscriptionId::from("SUB-BBB="))
+        .await;
+
+    assert!(result.is_ok(), "{result:?}");
+    let request = &script.seen()[0];
+    assert_eq!(
+        header(request, "x-anchormailbox"),
+        Some("room-1@contoso.example")
+    );
+    assert_eq!(header(request, "x-preferserveraffinity"), Some("true"));
+    assert!(request
+        .body
+        .contains("<m:SubscriptionId>SUB-BBB=</m:SubscriptionId>"));
+}
+
+#[tokio::test]
+async fn a_calendar_view_reports_truncation_and_sends_the_window_in_utc() {
+    let (address, script) = spawn_server().await;
+    script.push(ok(CALENDAR_VIEW));
+    let client = client(address, 4);
+    let mailbox = MailboxAddress::new("room-1@contoso.example");
+    let from = "2026-03-01T00:00:00Z".parse().unwrap();
+    let to = "2026-04-01T00:00:00Z".parse().unwrap();
+
+    let view = client
+        .find_calendar_view(&mailbox, from, to, 3)
+        .await
+        .unwrap();
+
+    assert_eq!(view.items.len(), 3);
+    assert!(!view.includes_last_item_in_range);
+    assert_eq!(view.total_items_in_view, Some(33));
+    assert!(script.seen()[0].body.contains(
+        "<m:CalendarView MaxEntriesReturned=\"3\" StartDate=\"2026-03-01T00:00:00Z\" EndDate=\"2026-04-01T00:00:00Z\"/>"
+    ));
 }

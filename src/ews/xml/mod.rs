@@ -277,20 +277,28 @@ fn check_message(message: &Element) -> Result<(), EwsError> {
 }
 
 fn fault_error(fault: &Element) -> EwsError {
-    let detail = fault.child(Ns::None, DETAIL);
+    // The fault's own children are unqualified, but a default SOAP namespace declared
+    // on an ancestor puts them in the SOAP namespace; accept both.
+    let part = |name: &str| {
+        fault
+            .child(Ns::None, name)
+            .or_else(|| fault.child(Ns::Soap, name))
+    };
+    let detail = part(DETAIL);
     let code = detail
         .and_then(|detail| detail.child_text(Ns::Errors, RESPONSE_CODE))
         .map(str::to_owned)
         .or_else(|| {
             // A faultcode is a QName such as `a:ErrorServerBusy`; its local part is the code.
-            fault
-                .child_text(Ns::None, FAULT_CODE)
-                .map(|code| code.rsplit(':').next().unwrap_or(code).to_owned())
+            part(FAULT_CODE).map(|code| {
+                let code = code.text.trim();
+                code.rsplit(':').next().unwrap_or(code).to_owned()
+            })
         })
         .unwrap_or_default();
     let message = detail
         .and_then(|detail| detail.child_text(Ns::Errors, MESSAGE))
-        .or_else(|| fault.child_text(Ns::None, FAULT_STRING))
+        .or_else(|| part(FAULT_STRING).map(|text| text.text.trim()))
         .unwrap_or_default();
     let backoff = detail.and_then(message_backoff);
     classify(&code, message, backoff)

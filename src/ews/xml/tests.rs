@@ -89,6 +89,15 @@ fn a_server_busy_fault_carries_its_backoff() {
 }
 
 #[test]
+fn a_fault_without_detail_is_classified_by_its_faultcode() {
+    check(
+        "fault_default_namespace_no_detail.xml",
+        parse_fault,
+        Some(EwsError::MailboxNotFound),
+    );
+}
+
+#[test]
 fn unsubscribing_a_missing_subscription_succeeds() {
     check("unsubscribe_not_found.xml", parse_unsubscribe, Ok(()));
 }
