@@ -1,18 +1,16 @@
-//! The HTTP side of the EWS client: one shared connection pool, headers, affinity
-//! cookies, timeouts, the concurrency cap, and mapping of HTTP statuses to errors.
+//! The HTTP side of the EWS client: one shared connection pool, headers, timeouts, the concurrency cap, and mapping of HTTP statuses to errors.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use reqwest::header::{
-    HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE,
-};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, COOKIE, RETRY_AFTER};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use tokio::sync::Semaphore;
 
+use super::affinity::{Affinity, BACKEND_OVERRIDE_COOKIE};
 use super::config::{EwsAuth, EwsConfig};
 use super::error::{EwsError, ItemError};
 use super::requests::{self, RequestContext};
@@ -36,76 +34,6 @@ const SOAP_ACTION: &str = "SOAPAction";
 const SOAP_ACTION_PREFIX: &str = "http://schemas.microsoft.com/exchange/services/2006/messages/";
 const X_ANCHOR_MAILBOX: &str = "X-AnchorMailbox";
 const X_PREFER_SERVER_AFFINITY: &str = "X-PreferServerAffinity";
-const BACKEND_OVERRIDE_COOKIE: &str = "X-BackEndOverrideCookie";
-
-/// Affinity state of one subscription group (anchor = first address of the sorted group).
-///
-/// Cloning shares the state. The backend cookie is learnt from the Set-Cookie of a
-/// Subscribe response and sent with every later subscription request of the group.
-#[derive(Debug, Clone)]
-pub struct Affinity {
-    inner: Arc<AffinityState>,
-}
-
-#[derive(Debug)]
-struct AffinityState {
-    anchor: MailboxAddress,
-    cookie: Mutex<Option<String>>,
-}
-
-impl Affinity {
-    /// Affinity for a group anchored at `anchor`, with no cookie yet.
-    pub fn new(anchor: MailboxAddress) -> Self {
-        Self {
-            inner: Arc::new(AffinityState {
-                anchor,
-                cookie: Mutex::new(None),
-            }),
-        }
-    }
-
-    /// The group's anchor mailbox.
-    pub fn anchor(&self) -> &MailboxAddress {
-        &self.inner.anchor
-    }
-
-    /// Forgets the backend cookie, so the next Subscribe routes by anchor again.
-    pub fn reset(&self) {
-        *self.lock() = None;
-    }
-
-    /// The backend cookie currently held, if any.
-    pub fn backend_cookie(&self) -> Option<String> {
-        self.lock().clone()
-    }
-
-    fn remember(&self, headers: &HeaderMap) {
-        let cookie = headers
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .find_map(backend_cookie_value);
-        if let Some(cookie) = cookie {
-            *self.lock() = Some(cookie);
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        // The guarded value is a plain string, valid whatever a panicking holder did.
-        self.inner
-            .cookie
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The value of `X-BackEndOverrideCookie` in one Set-Cookie header.
-fn backend_cookie_value(set_cookie: &str) -> Option<String> {
-    let pair = set_cookie.split(';').next()?;
-    let (name, value) = pair.split_once('=')?;
-    (name.trim().eq_ignore_ascii_case(BACKEND_OVERRIDE_COOKIE) && !value.trim().is_empty())
-        .then(|| value.trim().to_owned())
-}
 
 /// EWS operations, for the SOAPAction header and logs.
 #[derive(Debug, Clone, Copy)]
@@ -501,31 +429,6 @@ fn transport(err: reqwest::Error) -> EwsError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_backend_cookie_is_taken_from_its_own_set_cookie_header() {
-        let mut headers = HeaderMap::new();
-        headers.append(
-            SET_COOKIE,
-            HeaderValue::from_static("exchangecookie=abc; path=/"),
-        );
-        headers.append(
-            SET_COOKIE,
-            HeaderValue::from_static(
-                "X-BackEndOverrideCookie=AM6PR04~1593847261; path=/; secure; HttpOnly",
-            ),
-        );
-        let affinity = Affinity::new(MailboxAddress::new("a@contoso.example"));
-
-        affinity.remember(&headers);
-
-        assert_eq!(
-            affinity.backend_cookie().as_deref(),
-            Some("AM6PR04~1593847261")
-        );
-        affinity.reset();
-        assert_eq!(affinity.backend_cookie(), None);
-    }
 
     #[test]
     fn service_unavailable_becomes_throttled_with_retry_after() {

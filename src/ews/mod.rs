@@ -10,6 +10,7 @@
 //! time. It does not retry, back off, log errors or keep any per-mailbox state beyond
 //! the affinity cookie: the pipeline decides all of that.
 
+mod affinity;
 mod client;
 mod config;
 mod error;
@@ -19,9 +20,9 @@ mod stream;
 mod types;
 mod xml;
 
+pub use self::affinity::Affinity;
 pub use self::client::{
-    Affinity, EwsClient, MAX_CONNECTION_TIMEOUT_MINUTES, MAX_SUBSCRIPTIONS_PER_STREAM,
-    MAX_SYNC_CHANGES,
+    EwsClient, MAX_CONNECTION_TIMEOUT_MINUTES, MAX_SUBSCRIPTIONS_PER_STREAM, MAX_SYNC_CHANGES,
 };
 pub use self::config::{
     EwsAuth, EwsConfig, DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_REQUEST_TIMEOUT,
