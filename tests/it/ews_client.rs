@@ -522,3 +522,33 @@ async fn a_calendar_view_reports_truncation_and_sends_the_window_in_utc() {
         "<m:CalendarView MaxEntriesReturned=\"3\" StartDate=\"2026-03-01T00:00:00Z\" EndDate=\"2026-04-01T00:00:00Z\"/>"
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_read_keeps_the_partial_envelope_for_the_next_call() {
+    let (address, script) = spawn_server().await;
+    let (sender, receiver) = mpsc::channel(4);
+    script.push(Reply::Stream(receiver));
+    let client = client(address, 4);
+    let affinity = Affinity::new(MailboxAddress::new("room-1@contoso.example"));
+    let bytes = STREAM.as_bytes();
+    let first_end = STREAM.find("</s:Envelope>").unwrap() + "</s:Envelope>".len();
+    let mut stream = client
+        .get_streaming_events(&affinity, &[SubscriptionId::from("SUB-AAA=")], 30)
+        .await
+        .unwrap();
+
+    sender
+        .send(Bytes::copy_from_slice(&bytes[..first_end / 2]))
+        .await
+        .unwrap();
+    let cancelled = tokio::time::timeout(Duration::from_secs(5), stream.next_message()).await;
+    sender
+        .send(Bytes::copy_from_slice(&bytes[first_end / 2..first_end]))
+        .await
+        .unwrap();
+    let message = stream.next_message().await.unwrap().unwrap();
+
+    assert!(cancelled.is_err(), "{cancelled:?}");
+    assert_eq!(message.notifications.len(), 2);
+    assert_eq!(message.connection_status, Some(ConnectionStatus::Ok));
+}
