@@ -7,11 +7,11 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, COOKIE, RETRY_AFTER};
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 use tokio::sync::Semaphore;
 
 use super::affinity::{Affinity, BACKEND_OVERRIDE_COOKIE};
-use super::config::{EwsAuth, EwsConfig};
+use super::auth::Credentials;
+use super::config::EwsConfig;
 use super::error::{EwsError, ItemError};
 use super::requests::{self, RequestContext};
 use super::stream::EventStream;
@@ -76,6 +76,7 @@ struct ClientState {
     /// holds one until its response body is read. Streams take none: their number is
     /// bounded by the listener's group count.
     permits: Semaphore,
+    credentials: Credentials,
 }
 
 impl EwsClient {
@@ -106,6 +107,7 @@ impl EwsClient {
             inner: Arc::new(ClientState {
                 http,
                 permits: Semaphore::new(config.max_concurrent_requests),
+                credentials: Credentials::new(config.auth.clone()),
                 config,
             }),
         })
@@ -181,18 +183,16 @@ impl EwsClient {
         }
         let minutes = connection_timeout_minutes.clamp(1, MAX_CONNECTION_TIMEOUT_MINUTES);
         let body = requests::get_streaming_events(&self.context(affinity.anchor()), ids, minutes);
-        let request = self.request(
+        let timeout = self.inner.config.request_timeout;
+        let opening = self.send(
             Operation::GetStreamingEvents,
-            body,
+            &body,
             affinity.anchor(),
             Some(affinity),
         );
-        let timeout = self.inner.config.request_timeout;
-        let response = tokio::time::timeout(timeout, request.send())
+        let response = tokio::time::timeout(timeout, opening)
             .await
-            .map_err(|_| EwsError::Timeout)?
-            .map_err(transport)?;
-        affinity.remember(response.headers());
+            .map_err(|_| EwsError::Timeout)??;
         if response.status() == StatusCode::OK {
             tracing::debug!(
                 operation = "GetStreamingEvents",
@@ -300,13 +300,30 @@ impl EwsClient {
         }
     }
 
-    fn request(
+    /// Sends one request; when EWS answers 401 and the token can be renewed, renews it
+    /// and sends the request once more.
+    async fn send(
         &self,
         operation: Operation,
-        body: String,
+        body: &str,
         anchor: &MailboxAddress,
         affinity: Option<&Affinity>,
-    ) -> reqwest::RequestBuilder {
+    ) -> Result<reqwest::Response, EwsError> {
+        let response = self.send_once(operation, body, anchor, affinity).await?;
+        if response.status() == StatusCode::UNAUTHORIZED && self.inner.credentials.is_renewable() {
+            self.inner.credentials.invalidate().await;
+            return self.send_once(operation, body, anchor, affinity).await;
+        }
+        Ok(response)
+    }
+
+    async fn send_once(
+        &self,
+        operation: Operation,
+        body: &str,
+        anchor: &MailboxAddress,
+        affinity: Option<&Affinity>,
+    ) -> Result<reqwest::Response, EwsError> {
         let config = &self.inner.config;
         let mut request = self
             .inner
@@ -319,17 +336,23 @@ impl EwsClient {
                 format!("{SOAP_ACTION_PREFIX}{}", operation.as_str()),
             )
             .header(X_ANCHOR_MAILBOX, anchor.as_str())
-            .body(body);
+            .body(body.to_owned());
         if let Some(affinity) = affinity {
             request = request.header(X_PREFER_SERVER_AFFINITY, "true");
             if let Some(cookie) = affinity.backend_cookie() {
                 request = request.header(COOKIE, format!("{BACKEND_OVERRIDE_COOKIE}={cookie}"));
             }
         }
-        if let EwsAuth::Basic { username, password } = &config.auth {
-            request = request.basic_auth(username, Some(password.expose_secret()));
+        let request = self
+            .inner
+            .credentials
+            .apply(&self.inner.http, request)
+            .await?;
+        let response = request.send().await.map_err(transport)?;
+        if let Some(affinity) = affinity {
+            affinity.remember(response.headers());
         }
-        request
+        Ok(response)
     }
 
     /// Sends a non-streaming request under a permit and the request timeout, and
@@ -348,13 +371,9 @@ impl EwsClient {
             .acquire()
             .await
             .map_err(|_| EwsError::InvalidArgument("client is shut down".to_owned()))?;
-        let request = self.request(operation, body, anchor, affinity);
         let started = tokio::time::Instant::now();
         let exchange = async {
-            let response = request.send().await.map_err(transport)?;
-            if let Some(affinity) = affinity {
-                affinity.remember(response.headers());
-            }
+            let response = self.send(operation, &body, anchor, affinity).await?;
             let status = response.status();
             let headers = response.headers().clone();
             let body = read_body(response).await?;

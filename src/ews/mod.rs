@@ -11,6 +11,7 @@
 //! the affinity cookie: the pipeline decides all of that.
 
 mod affinity;
+mod auth;
 mod client;
 mod config;
 mod error;

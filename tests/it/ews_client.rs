@@ -69,6 +69,7 @@ struct Script {
     seen: Mutex<Vec<Seen>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    token_requests: Mutex<Vec<String>>,
 }
 
 impl Script {
@@ -115,10 +116,22 @@ async fn handle(State(script): State<Arc<Script>>, headers: HeaderMap, body: Str
     }
 }
 
+/// A token endpoint that hands out `token-1`, `token-2`, ... valid for an hour.
+async fn issue_token(State(script): State<Arc<Script>>, form: String) -> Response {
+    let mut requests = script.token_requests.lock().unwrap();
+    requests.push(form);
+    let body = format!(
+        r#"{{"access_token":"token-{}","token_type":"Bearer","expires_in":3599}}"#,
+        requests.len()
+    );
+    Response::new(Body::from(body))
+}
+
 async fn spawn_server() -> (SocketAddr, Arc<Script>) {
     let script = Arc::new(Script::default());
     let app = Router::new()
         .route("/EWS/Exchange.asmx", post(handle))
+        .route("/tenant/oauth2/v2.0/token", post(issue_token))
         .with_state(script.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -127,12 +140,31 @@ async fn spawn_server() -> (SocketAddr, Arc<Script>) {
 }
 
 fn client(address: SocketAddr, max_concurrent_requests: usize) -> EwsClient {
+    let auth = EwsAuth::Basic {
+        username: "svc-booking".to_owned(),
+        password: "s3cret".to_owned().into(),
+    };
+    client_with_auth(address, max_concurrent_requests, auth)
+}
+
+fn oauth_client(address: SocketAddr) -> EwsClient {
+    let auth = EwsAuth::OAuthClientCredentials {
+        token_url: format!("http://{address}/tenant/oauth2/v2.0/token"),
+        client_id: "app-id".to_owned(),
+        client_secret: "app-secret".to_owned().into(),
+        scope: "https://outlook.office365.com/.default".to_owned(),
+    };
+    client_with_auth(address, 4, auth)
+}
+
+fn client_with_auth(
+    address: SocketAddr,
+    max_concurrent_requests: usize,
+    auth: EwsAuth,
+) -> EwsClient {
     EwsClient::new(EwsConfig {
         url: format!("http://{address}/EWS/Exchange.asmx"),
-        auth: EwsAuth::Basic {
-            username: "svc-booking".to_owned(),
-            password: "s3cret".to_owned().into(),
-        },
+        auth,
         impersonation: true,
         server_version: "Exchange2013_SP1".to_owned(),
         request_timeout: Duration::from_secs(10),
@@ -551,4 +583,58 @@ async fn a_cancelled_read_keeps_the_partial_envelope_for_the_next_call() {
     assert!(cancelled.is_err(), "{cancelled:?}");
     assert_eq!(message.notifications.len(), 2);
     assert_eq!(message.connection_status, Some(ConnectionStatus::Ok));
+}
+
+#[tokio::test]
+async fn an_oauth_token_is_fetched_once_and_renewed_after_a_401() {
+    let (address, script) = spawn_server().await;
+    script.push(ok(SYNC_PAGE));
+    script.push(Reply::Body {
+        status: StatusCode::UNAUTHORIZED,
+        headers: vec![("www-authenticate", "Bearer")],
+        body: String::new(),
+    });
+    script.push(ok(SYNC_PAGE));
+    let client = oauth_client(address);
+    let mailbox = MailboxAddress::new("room-1@contoso.example");
+
+    let first = client.sync_folder_items(&mailbox, None, 10).await;
+    let second = client.sync_folder_items(&mailbox, None, 10).await;
+
+    assert!(first.is_ok(), "{first:?}");
+    assert!(second.is_ok(), "{second:?}");
+    let seen = script.seen();
+    let bearer: Vec<_> = seen
+        .iter()
+        .map(|request| header(request, "authorization").unwrap())
+        .collect();
+    assert_eq!(
+        bearer,
+        vec!["Bearer token-1", "Bearer token-1", "Bearer token-2"]
+    );
+    let token_requests = script.token_requests.lock().unwrap().clone();
+    assert_eq!(token_requests.len(), 2);
+    assert!(token_requests[0].contains("grant_type=client_credentials"));
+    assert!(token_requests[0].contains("client_id=app-id"));
+    assert!(token_requests[0].contains("scope=https%3A%2F%2Foutlook.office365.com%2F.default"));
+}
+
+#[tokio::test]
+async fn a_token_rejected_twice_is_unauthorized_without_more_retries() {
+    let (address, script) = spawn_server().await;
+    for _ in 0..2 {
+        script.push(Reply::Body {
+            status: StatusCode::UNAUTHORIZED,
+            headers: vec![],
+            body: String::new(),
+        });
+    }
+    let client = oauth_client(address);
+    let mailbox = MailboxAddress::new("room-1@contoso.example");
+
+    let result = client.get_calendar_folder(&mailbox).await;
+
+    assert!(matches!(result, Err(EwsError::Unauthorized)), "{result:?}");
+    assert_eq!(script.seen().len(), 2);
+    assert_eq!(script.token_requests.lock().unwrap().len(), 2);
 }
