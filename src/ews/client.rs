@@ -15,7 +15,7 @@ use super::config::EwsConfig;
 use super::error::{EwsError, ItemError};
 use super::requests::{self, RequestContext};
 use super::stream::EventStream;
-use super::types::{CalendarView, FolderInfo};
+use super::types::{CalendarView, FolderInfo, UserSettings, UserSettingsError};
 use super::xml;
 use crate::domain::{CalendarItem, ItemId, MailboxAddress, SubscriptionId, SyncPage, SyncState};
 
@@ -45,6 +45,7 @@ enum Operation {
     GetItem,
     FindItem,
     GetFolder,
+    GetUserSettings,
 }
 
 impl Operation {
@@ -57,8 +58,26 @@ impl Operation {
             Self::GetItem => "GetItem",
             Self::FindItem => "FindItem",
             Self::GetFolder => "GetFolder",
+            Self::GetUserSettings => "GetUserSettings",
         }
     }
+
+    fn soap_action(self) -> String {
+        match self {
+            Self::GetUserSettings => requests::GET_USER_SETTINGS_ACTION.to_owned(),
+            other => format!("{SOAP_ACTION_PREFIX}{}", other.as_str()),
+        }
+    }
+}
+
+/// Where a request goes and which routing headers it carries.
+#[derive(Clone, Copy)]
+struct Route<'a> {
+    url: &'a str,
+    /// `X-AnchorMailbox`: the impersonated mailbox, or a subscription group's anchor.
+    anchor: Option<&'a MailboxAddress>,
+    /// Subscription requests carry the group's affinity headers and cookie.
+    affinity: Option<&'a Affinity>,
 }
 
 /// A cheap-to-clone EWS client; every clone shares one connection pool and one cap
@@ -126,12 +145,7 @@ impl EwsClient {
     ) -> Result<SubscriptionId, EwsError> {
         let body = requests::subscribe_streaming(&self.context(mailbox));
         let response = self
-            .call(
-                Operation::Subscribe,
-                body,
-                affinity.anchor(),
-                Some(affinity),
-            )
+            .call(Operation::Subscribe, body, self.group_route(affinity))
             .await?;
         xml::parse_subscribe(&response)
     }
@@ -149,12 +163,7 @@ impl EwsClient {
     ) -> Result<(), EwsError> {
         let body = requests::unsubscribe(&self.context(mailbox), id);
         let response = self
-            .call(
-                Operation::Unsubscribe,
-                body,
-                affinity.anchor(),
-                Some(affinity),
-            )
+            .call(Operation::Unsubscribe, body, self.group_route(affinity))
             .await?;
         xml::parse_unsubscribe(&response)
     }
@@ -187,8 +196,7 @@ impl EwsClient {
         let opening = self.send(
             Operation::GetStreamingEvents,
             &body,
-            affinity.anchor(),
-            Some(affinity),
+            self.group_route(affinity),
         );
         let response = tokio::time::timeout(timeout, opening)
             .await
@@ -224,7 +232,11 @@ impl EwsClient {
         let max_changes = max_changes.clamp(1, MAX_SYNC_CHANGES);
         let body = requests::sync_folder_items(&self.context(mailbox), state, max_changes);
         let response = self
-            .call(Operation::SyncFolderItems, body, mailbox, None)
+            .call(
+                Operation::SyncFolderItems,
+                body,
+                self.mailbox_route(mailbox),
+            )
             .await?;
         xml::parse_sync_folder_items(&response)
     }
@@ -246,7 +258,9 @@ impl EwsClient {
             return Ok(Vec::new());
         }
         let body = requests::get_item(&self.context(mailbox), ids);
-        let response = self.call(Operation::GetItem, body, mailbox, None).await?;
+        let response = self
+            .call(Operation::GetItem, body, self.mailbox_route(mailbox))
+            .await?;
         let results = xml::parse_get_item(&response)?;
         if results.len() != ids.len() {
             return Err(EwsError::Malformed(format!(
@@ -274,7 +288,9 @@ impl EwsClient {
     ) -> Result<CalendarView, EwsError> {
         let body =
             requests::find_calendar_view(&self.context(mailbox), from, to, max_entries.max(1));
-        let response = self.call(Operation::FindItem, body, mailbox, None).await?;
+        let response = self
+            .call(Operation::FindItem, body, self.mailbox_route(mailbox))
+            .await?;
         xml::parse_find_calendar_view(&response)
     }
 
@@ -288,8 +304,68 @@ impl EwsClient {
         mailbox: &MailboxAddress,
     ) -> Result<FolderInfo, EwsError> {
         let body = requests::get_folder(&self.context(mailbox));
-        let response = self.call(Operation::GetFolder, body, mailbox, None).await?;
+        let response = self
+            .call(Operation::GetFolder, body, self.mailbox_route(mailbox))
+            .await?;
         xml::parse_get_folder(&response)
+    }
+
+    /// Asks SOAP Autodiscover at `autodiscover_url` for the EWS URLs and grouping
+    /// information of `mailboxes` in one request (keep batches modest). Redirects are
+    /// reported per mailbox, not followed.
+    ///
+    /// Credentials are sent as configured, so pass only an HTTPS URL you trust (or the
+    /// bundled simulator's).
+    ///
+    /// # Errors
+    ///
+    /// Any [`EwsError`] of the HTTP exchange; `Response` for an error of the whole
+    /// request (its Autodiscover error code), `Malformed` when the number of answers
+    /// differs from the number of mailboxes.
+    pub async fn get_user_settings(
+        &self,
+        autodiscover_url: &str,
+        mailboxes: &[MailboxAddress],
+    ) -> Result<Vec<Result<UserSettings, UserSettingsError>>, EwsError> {
+        if mailboxes.is_empty() {
+            return Ok(Vec::new());
+        }
+        reqwest::Url::parse(autodiscover_url)
+            .map_err(|err| EwsError::InvalidArgument(format!("invalid autodiscover url: {err}")))?;
+        let body = requests::get_user_settings(autodiscover_url, mailboxes);
+        let route = Route {
+            url: autodiscover_url,
+            anchor: None,
+            affinity: None,
+        };
+        let response = self.call(Operation::GetUserSettings, body, route).await?;
+        let results = xml::parse_get_user_settings(&response)?;
+        if results.len() != mailboxes.len() {
+            return Err(EwsError::Malformed(format!(
+                "{} autodiscover answers for {} mailboxes",
+                results.len(),
+                mailboxes.len()
+            )));
+        }
+        Ok(results)
+    }
+
+    /// Data requests go to the EWS URL, anchored on the mailbox they read.
+    fn mailbox_route<'a>(&'a self, mailbox: &'a MailboxAddress) -> Route<'a> {
+        Route {
+            url: &self.inner.config.url,
+            anchor: Some(mailbox),
+            affinity: None,
+        }
+    }
+
+    /// Subscription requests go to the EWS URL, anchored on the group's anchor.
+    fn group_route<'a>(&'a self, affinity: &'a Affinity) -> Route<'a> {
+        Route {
+            url: &self.inner.config.url,
+            anchor: Some(affinity.anchor()),
+            affinity: Some(affinity),
+        }
     }
 
     fn context<'a>(&'a self, mailbox: &'a MailboxAddress) -> RequestContext<'a> {
@@ -306,13 +382,12 @@ impl EwsClient {
         &self,
         operation: Operation,
         body: &str,
-        anchor: &MailboxAddress,
-        affinity: Option<&Affinity>,
+        route: Route<'_>,
     ) -> Result<reqwest::Response, EwsError> {
-        let response = self.send_once(operation, body, anchor, affinity).await?;
+        let response = self.send_once(operation, body, route).await?;
         if response.status() == StatusCode::UNAUTHORIZED && self.inner.credentials.is_renewable() {
             self.inner.credentials.invalidate().await;
-            return self.send_once(operation, body, anchor, affinity).await;
+            return self.send_once(operation, body, route).await;
         }
         Ok(response)
     }
@@ -321,23 +396,20 @@ impl EwsClient {
         &self,
         operation: Operation,
         body: &str,
-        anchor: &MailboxAddress,
-        affinity: Option<&Affinity>,
+        route: Route<'_>,
     ) -> Result<reqwest::Response, EwsError> {
-        let config = &self.inner.config;
         let mut request = self
             .inner
             .http
-            .post(&config.url)
+            .post(route.url)
             .header(CONTENT_TYPE, CONTENT_TYPE_XML)
             .header(ACCEPT, ACCEPT_XML)
-            .header(
-                SOAP_ACTION,
-                format!("{SOAP_ACTION_PREFIX}{}", operation.as_str()),
-            )
-            .header(X_ANCHOR_MAILBOX, anchor.as_str())
+            .header(SOAP_ACTION, operation.soap_action())
             .body(body.to_owned());
-        if let Some(affinity) = affinity {
+        if let Some(anchor) = route.anchor {
+            request = request.header(X_ANCHOR_MAILBOX, anchor.as_str());
+        }
+        if let Some(affinity) = route.affinity {
             request = request.header(X_PREFER_SERVER_AFFINITY, "true");
             if let Some(cookie) = affinity.backend_cookie() {
                 request = request.header(COOKIE, format!("{BACKEND_OVERRIDE_COOKIE}={cookie}"));
@@ -349,7 +421,7 @@ impl EwsClient {
             .apply(&self.inner.http, request)
             .await?;
         let response = request.send().await.map_err(transport)?;
-        if let Some(affinity) = affinity {
+        if let Some(affinity) = route.affinity {
             affinity.remember(response.headers());
         }
         Ok(response)
@@ -361,8 +433,7 @@ impl EwsClient {
         &self,
         operation: Operation,
         body: String,
-        anchor: &MailboxAddress,
-        affinity: Option<&Affinity>,
+        route: Route<'_>,
     ) -> Result<Bytes, EwsError> {
         // The semaphore is never closed, so acquiring cannot fail.
         let _permit = self
@@ -373,7 +444,7 @@ impl EwsClient {
             .map_err(|_| EwsError::InvalidArgument("client is shut down".to_owned()))?;
         let started = tokio::time::Instant::now();
         let exchange = async {
-            let response = self.send(operation, &body, anchor, affinity).await?;
+            let response = self.send(operation, &body, route).await?;
             let status = response.status();
             let headers = response.headers().clone();
             let body = read_body(response).await?;

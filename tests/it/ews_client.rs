@@ -29,6 +29,7 @@ const GET_ITEM: &str = include_str!("../fixtures/ews/get_item_single_and_missing
 const SYNC_PAGE: &str = include_str!("../fixtures/ews/sync_folder_items_page.xml");
 const STREAM: &str = include_str!("../fixtures/ews/streaming_events.xml");
 const UNSUBSCRIBE_GONE: &str = include_str!("../fixtures/ews/unsubscribe_not_found.xml");
+const AUTODISCOVER: &str = include_str!("../fixtures/ews/autodiscover_user_settings.xml");
 const CALENDAR_VIEW: &str = include_str!("../fixtures/ews/find_item_calendar_view.xml");
 const BACKEND_COOKIE: &str =
     "X-BackEndOverrideCookie=AM6PR04MB1234~1593847261; path=/; secure; HttpOnly";
@@ -132,6 +133,7 @@ async fn spawn_server() -> (SocketAddr, Arc<Script>) {
     let app = Router::new()
         .route("/EWS/Exchange.asmx", post(handle))
         .route("/tenant/oauth2/v2.0/token", post(issue_token))
+        .route("/autodiscover/autodiscover.svc", post(handle))
         .with_state(script.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -637,4 +639,45 @@ async fn a_token_rejected_twice_is_unauthorized_without_more_retries() {
     assert!(matches!(result, Err(EwsError::Unauthorized)), "{result:?}");
     assert_eq!(script.seen().len(), 2);
     assert_eq!(script.token_requests.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn autodiscover_asks_for_every_mailbox_in_one_request() {
+    let (address, script) = spawn_server().await;
+    script.push(ok(AUTODISCOVER));
+    let client = client(address, 4);
+    let url = format!("http://{address}/autodiscover/autodiscover.svc");
+    let mailboxes = [
+        MailboxAddress::new("room-1@contoso.example"),
+        MailboxAddress::new("nobody@contoso.example"),
+        MailboxAddress::new("room-9@contoso.example"),
+    ];
+
+    let settings = client.get_user_settings(&url, &mailboxes).await.unwrap();
+
+    assert_eq!(
+        settings[0]
+            .as_ref()
+            .unwrap()
+            .grouping_information
+            .as_deref(),
+        Some("AM6PR04")
+    );
+    assert_eq!(settings[1].as_ref().unwrap_err().code, "InvalidUser");
+    assert_eq!(
+        settings[2].as_ref().unwrap_err().redirect_target.as_deref(),
+        Some("room-9@fabrikam.example")
+    );
+    let request = &script.seen()[0];
+    assert_eq!(
+        header(request, "soapaction"),
+        Some(
+            "http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettings"
+        )
+    );
+    assert_eq!(header(request, "x-anchormailbox"), None);
+    assert!(request
+        .body
+        .contains("<a:Mailbox>nobody@contoso.example</a:Mailbox>"));
+    assert!(request.body.contains(&format!("<wsa:To>{url}</wsa:To>")));
 }

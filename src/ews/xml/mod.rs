@@ -7,6 +7,7 @@
 //! [`EwsError`](super::EwsError)s here. Requests are written with `writer`; streams are
 //! framed into envelopes by `splitter`. Nothing in this module does I/O.
 
+mod autodiscover;
 mod calendar;
 pub(crate) mod names;
 pub(crate) mod splitter;
@@ -15,6 +16,7 @@ pub(crate) mod writer;
 
 use std::time::Duration;
 
+pub use self::autodiscover::parse_get_user_settings;
 use self::calendar::parse_datetime;
 use self::names::*;
 use self::tree::{parse_document, Element, Ns};

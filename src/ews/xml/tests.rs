@@ -10,7 +10,7 @@ use crate::domain::{
     Attendee, CalendarItemType, ChangeKey, ItemSummary, OccurrenceRef, Person, ResponseType,
 };
 use crate::ews::stream::StreamDecoder;
-use crate::ews::types::ViewItem;
+use crate::ews::types::{UserSettings, UserSettingsError, ViewItem};
 use crate::recurrence::{DaySelector, Pattern, RangeEnd, Recurrence, WeekIndex};
 
 /// Reads a fixture file.
@@ -387,6 +387,33 @@ fn calendar_folder_reports_its_id_and_count() {
             change_key: Some("AgAAABYA".to_owned()),
             total_count: Some(42),
         }),
+    );
+}
+
+#[test]
+fn autodiscover_answers_each_mailbox_with_settings_or_its_error() {
+    check(
+        "autodiscover_user_settings.xml",
+        parse_get_user_settings,
+        Ok(vec![
+            Ok(UserSettings {
+                external_ews_url: Some(
+                    "https://outlook.office365.com/EWS/Exchange.asmx".to_owned(),
+                ),
+                internal_ews_url: None,
+                grouping_information: Some("AM6PR04".to_owned()),
+            }),
+            Err(UserSettingsError {
+                code: "InvalidUser".to_owned(),
+                message: Some("Invalid user: 'nobody@contoso.example'".to_owned()),
+                redirect_target: None,
+            }),
+            Err(UserSettingsError {
+                code: "RedirectAddress".to_owned(),
+                message: Some("Redirection address.".to_owned()),
+                redirect_target: Some("room-9@fabrikam.example".to_owned()),
+            }),
+        ]),
     );
 }
 
