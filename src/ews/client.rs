@@ -17,7 +17,9 @@ use super::requests::{self, RequestContext};
 use super::stream::EventStream;
 use super::types::{CalendarView, FolderInfo, UserSettings, UserSettingsError};
 use super::xml;
-use crate::domain::{CalendarItem, ItemId, MailboxAddress, SubscriptionId, SyncPage, SyncState};
+use crate::domain::{
+    CalendarItem, ItemId, MailboxAddress, Person, SubscriptionId, SyncPage, SyncState,
+};
 
 /// Most subscriptions one GetStreamingEvents connection may carry.
 pub const MAX_SUBSCRIPTIONS_PER_STREAM: usize = 200;
@@ -46,6 +48,9 @@ enum Operation {
     FindItem,
     GetFolder,
     GetUserSettings,
+    ResolveNames,
+    GetRoomLists,
+    GetRooms,
 }
 
 impl Operation {
@@ -59,6 +64,9 @@ impl Operation {
             Self::FindItem => "FindItem",
             Self::GetFolder => "GetFolder",
             Self::GetUserSettings => "GetUserSettings",
+            Self::ResolveNames => "ResolveNames",
+            Self::GetRoomLists => "GetRoomLists",
+            Self::GetRooms => "GetRooms",
         }
     }
 
@@ -308,6 +316,58 @@ impl EwsClient {
             .call(Operation::GetFolder, body, self.mailbox_route(mailbox))
             .await?;
         xml::parse_get_folder(&response)
+    }
+
+    /// Directory entries matching `entry` (an address, an alias or a name); an address
+    /// that is an alias resolves to the primary one. Empty when nothing matches.
+    /// `acting_as` is the mailbox the request impersonates (app-only access needs one).
+    ///
+    /// # Errors
+    ///
+    /// Any [`EwsError`].
+    pub async fn resolve_name(
+        &self,
+        acting_as: &MailboxAddress,
+        entry: &str,
+    ) -> Result<Vec<Person>, EwsError> {
+        let body = requests::resolve_names(&self.context(acting_as), entry);
+        let response = self
+            .call(Operation::ResolveNames, body, self.mailbox_route(acting_as))
+            .await?;
+        xml::parse_resolve_names(&response)
+    }
+
+    /// The organisation's room lists.
+    ///
+    /// # Errors
+    ///
+    /// Any [`EwsError`].
+    pub async fn get_room_lists(
+        &self,
+        acting_as: &MailboxAddress,
+    ) -> Result<Vec<Person>, EwsError> {
+        let body = requests::get_room_lists(&self.context(acting_as));
+        let response = self
+            .call(Operation::GetRoomLists, body, self.mailbox_route(acting_as))
+            .await?;
+        xml::parse_get_room_lists(&response)
+    }
+
+    /// The rooms of one room list; every entry has an email address.
+    ///
+    /// # Errors
+    ///
+    /// Any [`EwsError`]; `Malformed` when a room comes without an address.
+    pub async fn get_rooms(
+        &self,
+        acting_as: &MailboxAddress,
+        room_list: &MailboxAddress,
+    ) -> Result<Vec<Person>, EwsError> {
+        let body = requests::get_rooms(&self.context(acting_as), room_list);
+        let response = self
+            .call(Operation::GetRooms, body, self.mailbox_route(acting_as))
+            .await?;
+        xml::parse_get_rooms(&response)
     }
 
     /// Asks SOAP Autodiscover at `autodiscover_url` for the EWS URLs and grouping

@@ -41,6 +41,12 @@ const M_GET_FOLDER: &str = "m:GetFolder";
 const M_FOLDER_SHAPE: &str = "m:FolderShape";
 const M_FOLDER_IDS: &str = "m:FolderIds";
 
+const M_RESOLVE_NAMES: &str = "m:ResolveNames";
+const M_UNRESOLVED_ENTRY: &str = "m:UnresolvedEntry";
+const M_GET_ROOM_LISTS: &str = "m:GetRoomLists";
+const M_GET_ROOMS: &str = "m:GetRooms";
+const M_ROOM_LIST: &str = "m:RoomList";
+
 const T_FOLDER_IDS: &str = "t:FolderIds";
 const T_DISTINGUISHED_FOLDER_ID: &str = "t:DistinguishedFolderId";
 const T_MAILBOX: &str = "t:Mailbox";
@@ -291,6 +297,41 @@ pub fn get_folder(context: &RequestContext<'_>) -> String {
             .open(M_FOLDER_IDS, &[]);
         calendar_folder(writer, context);
         writer.close(M_FOLDER_IDS).close(M_GET_FOLDER);
+    })
+}
+
+/// ResolveNames: directory entries matching `entry` (an address, alias or name).
+pub fn resolve_names(context: &RequestContext<'_>, entry: &str) -> String {
+    build(context, |writer| {
+        writer
+            .open(
+                M_RESOLVE_NAMES,
+                &[
+                    ("ReturnFullContactData", "false"),
+                    ("SearchScope", "ActiveDirectory"),
+                ],
+            )
+            .leaf(M_UNRESOLVED_ENTRY, entry)
+            .close(M_RESOLVE_NAMES);
+    })
+}
+
+/// GetRoomLists: the organisation's room lists.
+pub fn get_room_lists(context: &RequestContext<'_>) -> String {
+    build(context, |writer| {
+        writer.empty(M_GET_ROOM_LISTS, &[]);
+    })
+}
+
+/// GetRooms: the rooms of one room list.
+pub fn get_rooms(context: &RequestContext<'_>, room_list: &MailboxAddress) -> String {
+    build(context, |writer| {
+        writer
+            .open(M_GET_ROOMS, &[])
+            .open(M_ROOM_LIST, &[])
+            .leaf(T_EMAIL_ADDRESS, room_list.as_str())
+            .close(M_ROOM_LIST)
+            .close(M_GET_ROOMS);
     })
 }
 

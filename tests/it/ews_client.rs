@@ -681,3 +681,34 @@ async fn autodiscover_asks_for_every_mailbox_in_one_request() {
         .contains("<a:Mailbox>nobody@contoso.example</a:Mailbox>"));
     assert!(request.body.contains(&format!("<wsa:To>{url}</wsa:To>")));
 }
+
+#[tokio::test]
+async fn rooms_are_listed_and_addresses_resolved_acting_as_a_mailbox() {
+    let (address, script) = spawn_server().await;
+    script.push(ok(include_str!("../fixtures/ews/get_room_lists.xml")));
+    script.push(ok(include_str!("../fixtures/ews/get_rooms.xml")));
+    script.push(ok(include_str!("../fixtures/ews/resolve_names_alias.xml")));
+    let client = client(address, 4);
+    let acting_as = MailboxAddress::new("room-001@contoso.example");
+
+    let lists = client.get_room_lists(&acting_as).await.unwrap();
+    let list = MailboxAddress::new(lists[0].email.as_deref().unwrap());
+    let rooms = client.get_rooms(&acting_as, &list).await.unwrap();
+    let resolved = client
+        .resolve_name(&acting_as, "u001@contoso.example")
+        .await
+        .unwrap();
+
+    assert_eq!(rooms.len(), 2);
+    assert_eq!(
+        resolved[0].email.as_deref(),
+        Some("user-001@contoso.example")
+    );
+    let seen = script.seen();
+    assert!(seen[1].body.contains(
+        "<m:RoomList><t:EmailAddress>all-rooms@contoso.example</t:EmailAddress></m:RoomList>"
+    ));
+    assert!(seen
+        .iter()
+        .all(|request| header(request, "x-anchormailbox") == Some("room-001@contoso.example")));
+}

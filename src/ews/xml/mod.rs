@@ -9,6 +9,7 @@
 
 mod autodiscover;
 mod calendar;
+mod directory;
 pub(crate) mod names;
 pub(crate) mod splitter;
 mod tree;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 pub use self::autodiscover::parse_get_user_settings;
 use self::calendar::parse_datetime;
+pub use self::directory::{parse_get_room_lists, parse_get_rooms, parse_resolve_names};
 use self::names::*;
 use self::tree::{parse_document, Element, Ns};
 use super::error::{classify, codes, EwsError, ItemError};

@@ -167,3 +167,16 @@ pub(crate) const AUTODISCOVER_NO_ERROR: &str = "NoError";
 pub(crate) const SETTING_EXTERNAL_EWS_URL: &str = "ExternalEwsUrl";
 pub(crate) const SETTING_INTERNAL_EWS_URL: &str = "InternalEwsUrl";
 pub(crate) const SETTING_GROUPING_INFORMATION: &str = "GroupingInformation";
+
+// Directory operations.
+pub(crate) const RESOLVE_NAMES_RESPONSE: &str = "ResolveNamesResponse";
+pub(crate) const RESOLVE_NAMES_RESPONSE_MESSAGE: &str = "ResolveNamesResponseMessage";
+pub(crate) const RESOLUTION_SET: &str = "ResolutionSet";
+pub(crate) const RESOLUTION: &str = "Resolution";
+pub(crate) const GET_ROOM_LISTS_RESPONSE: &str = "GetRoomListsResponse";
+pub(crate) const ROOM_LISTS: &str = "RoomLists";
+pub(crate) const ADDRESS: &str = "Address";
+pub(crate) const GET_ROOMS_RESPONSE: &str = "GetRoomsResponse";
+pub(crate) const ROOMS: &str = "Rooms";
+pub(crate) const ROOM: &str = "Room";
+pub(crate) const ID: &str = "Id";

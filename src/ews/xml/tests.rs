@@ -417,6 +417,41 @@ fn autodiscover_answers_each_mailbox_with_settings_or_its_error() {
     );
 }
 
+#[test]
+fn resolving_an_alias_returns_the_primary_address() {
+    check(
+        "resolve_names_alias.xml",
+        parse_resolve_names,
+        Ok(vec![person("Lee Park", "user-001@contoso.example")]),
+    );
+}
+
+#[test]
+fn resolving_an_unknown_name_returns_nothing() {
+    check(
+        "resolve_names_no_results.xml",
+        parse_resolve_names,
+        Ok(vec![]),
+    );
+}
+
+#[test]
+fn room_lists_and_rooms_are_listed_with_names_and_addresses() {
+    check(
+        "get_room_lists.xml",
+        parse_get_room_lists,
+        Ok(vec![person("All Rooms", "all-rooms@contoso.example")]),
+    );
+    check(
+        "get_rooms.xml",
+        parse_get_rooms,
+        Ok(vec![
+            person("Room 001", "room-001@contoso.example"),
+            person("Room 002", "room-002@contoso.example"),
+        ]),
+    );
+}
+
 fn event(kind: EventKind, at_time: &str) -> MailboxEvent {
     MailboxEvent {
         kind,
