@@ -1,4 +1,6 @@
-//! The HTTP side of the EWS client: one shared connection pool, headers, timeouts, the concurrency cap, and mapping of HTTP statuses to errors.
+//! The HTTP side of the EWS client: one shared connection pool, headers, timeouts,
+//! the concurrency cap, and mapping of HTTP statuses to errors. The mailbox
+//! operations live here; directory lookups are in `ews::directory`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +17,9 @@ use super::config::EwsConfig;
 use super::error::{EwsError, ItemError};
 use super::requests::{self, RequestContext};
 use super::stream::EventStream;
-use super::types::{CalendarView, FolderInfo, UserSettings, UserSettingsError};
+use super::types::{CalendarView, FolderInfo};
 use super::xml;
-use crate::domain::{
-    CalendarItem, ItemId, MailboxAddress, Person, SubscriptionId, SyncPage, SyncState,
-};
+use crate::domain::{CalendarItem, ItemId, MailboxAddress, SubscriptionId, SyncPage, SyncState};
 
 /// Most subscriptions one GetStreamingEvents connection may carry.
 pub const MAX_SUBSCRIPTIONS_PER_STREAM: usize = 200;
@@ -39,7 +39,7 @@ const X_PREFER_SERVER_AFFINITY: &str = "X-PreferServerAffinity";
 
 /// EWS operations, for the SOAPAction header and logs.
 #[derive(Debug, Clone, Copy)]
-enum Operation {
+pub(super) enum Operation {
     Subscribe,
     Unsubscribe,
     GetStreamingEvents,
@@ -80,12 +80,12 @@ impl Operation {
 
 /// Where a request goes and which routing headers it carries.
 #[derive(Clone, Copy)]
-struct Route<'a> {
-    url: &'a str,
+pub(super) struct Route<'a> {
+    pub url: &'a str,
     /// `X-AnchorMailbox`: the impersonated mailbox, or a subscription group's anchor.
-    anchor: Option<&'a MailboxAddress>,
+    pub anchor: Option<&'a MailboxAddress>,
     /// Subscription requests carry the group's affinity headers and cookie.
-    affinity: Option<&'a Affinity>,
+    pub affinity: Option<&'a Affinity>,
 }
 
 /// A cheap-to-clone EWS client; every clone shares one connection pool and one cap
@@ -112,8 +112,8 @@ impl EwsClient {
     /// # Errors
     ///
     /// [`EwsError::InvalidArgument`] for an unusable configuration (an invalid URL, no
-    /// permits, a user agent that is not a header value), [`EwsError::Transport`] when the TLS stack
-    /// cannot be set up.
+    /// permits, a user agent that is not a header value), [`EwsError::Transport`] when
+    /// the TLS stack cannot be set up.
     pub fn new(config: EwsConfig) -> Result<Self, EwsError> {
         if config.max_concurrent_requests == 0 {
             return Err(EwsError::InvalidArgument(
@@ -318,100 +318,8 @@ impl EwsClient {
         xml::parse_get_folder(&response)
     }
 
-    /// Directory entries matching `entry` (an address, an alias or a name); an address
-    /// that is an alias resolves to the primary one. Empty when nothing matches.
-    /// `acting_as` is the mailbox the request impersonates (app-only access needs one).
-    ///
-    /// # Errors
-    ///
-    /// Any [`EwsError`].
-    pub async fn resolve_name(
-        &self,
-        acting_as: &MailboxAddress,
-        entry: &str,
-    ) -> Result<Vec<Person>, EwsError> {
-        let body = requests::resolve_names(&self.context(acting_as), entry);
-        let response = self
-            .call(Operation::ResolveNames, body, self.mailbox_route(acting_as))
-            .await?;
-        xml::parse_resolve_names(&response)
-    }
-
-    /// The organisation's room lists.
-    ///
-    /// # Errors
-    ///
-    /// Any [`EwsError`].
-    pub async fn get_room_lists(
-        &self,
-        acting_as: &MailboxAddress,
-    ) -> Result<Vec<Person>, EwsError> {
-        let body = requests::get_room_lists(&self.context(acting_as));
-        let response = self
-            .call(Operation::GetRoomLists, body, self.mailbox_route(acting_as))
-            .await?;
-        xml::parse_get_room_lists(&response)
-    }
-
-    /// The rooms of one room list; every entry has an email address.
-    ///
-    /// # Errors
-    ///
-    /// Any [`EwsError`]; `Malformed` when a room comes without an address.
-    pub async fn get_rooms(
-        &self,
-        acting_as: &MailboxAddress,
-        room_list: &MailboxAddress,
-    ) -> Result<Vec<Person>, EwsError> {
-        let body = requests::get_rooms(&self.context(acting_as), room_list);
-        let response = self
-            .call(Operation::GetRooms, body, self.mailbox_route(acting_as))
-            .await?;
-        xml::parse_get_rooms(&response)
-    }
-
-    /// Asks SOAP Autodiscover at `autodiscover_url` for the EWS URLs and grouping
-    /// information of `mailboxes` in one request (keep batches modest). Redirects are
-    /// reported per mailbox, not followed.
-    ///
-    /// Credentials are sent as configured, so pass only an HTTPS URL you trust (or the
-    /// bundled simulator's).
-    ///
-    /// # Errors
-    ///
-    /// Any [`EwsError`] of the HTTP exchange; `Response` for an error of the whole
-    /// request (its Autodiscover error code), `Malformed` when the number of answers
-    /// differs from the number of mailboxes.
-    pub async fn get_user_settings(
-        &self,
-        autodiscover_url: &str,
-        mailboxes: &[MailboxAddress],
-    ) -> Result<Vec<Result<UserSettings, UserSettingsError>>, EwsError> {
-        if mailboxes.is_empty() {
-            return Ok(Vec::new());
-        }
-        reqwest::Url::parse(autodiscover_url)
-            .map_err(|err| EwsError::InvalidArgument(format!("invalid autodiscover url: {err}")))?;
-        let body = requests::get_user_settings(autodiscover_url, mailboxes);
-        let route = Route {
-            url: autodiscover_url,
-            anchor: None,
-            affinity: None,
-        };
-        let response = self.call(Operation::GetUserSettings, body, route).await?;
-        let results = xml::parse_get_user_settings(&response)?;
-        if results.len() != mailboxes.len() {
-            return Err(EwsError::Malformed(format!(
-                "{} autodiscover answers for {} mailboxes",
-                results.len(),
-                mailboxes.len()
-            )));
-        }
-        Ok(results)
-    }
-
     /// Data requests go to the EWS URL, anchored on the mailbox they read.
-    fn mailbox_route<'a>(&'a self, mailbox: &'a MailboxAddress) -> Route<'a> {
+    pub(super) fn mailbox_route<'a>(&'a self, mailbox: &'a MailboxAddress) -> Route<'a> {
         Route {
             url: &self.inner.config.url,
             anchor: Some(mailbox),
@@ -428,7 +336,7 @@ impl EwsClient {
         }
     }
 
-    fn context<'a>(&'a self, mailbox: &'a MailboxAddress) -> RequestContext<'a> {
+    pub(super) fn context<'a>(&'a self, mailbox: &'a MailboxAddress) -> RequestContext<'a> {
         RequestContext {
             server_version: &self.inner.config.server_version,
             mailbox,
@@ -489,7 +397,7 @@ impl EwsClient {
 
     /// Sends a non-streaming request under a permit and the request timeout, and
     /// returns the body of a 200 answer.
-    async fn call(
+    pub(super) async fn call(
         &self,
         operation: Operation,
         body: String,

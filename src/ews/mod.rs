@@ -14,6 +14,7 @@ mod affinity;
 mod auth;
 mod client;
 mod config;
+mod directory;
 mod error;
 #[doc(hidden)]
 pub mod requests;
