@@ -7,8 +7,14 @@
 //! number of non-streaming requests in flight, and turns HTTP statuses, SOAP faults and
 //! error response codes into [`EwsError`] variants named after the caller's decision.
 //! [`EventStream`] reads a GetStreamingEvents body incrementally, one envelope at a
-//! time. It does not retry, back off, log errors or keep any per-mailbox state beyond
-//! the affinity cookie: the pipeline decides all of that.
+//! time. Besides the calendar operations (subscriptions, streaming, SyncFolderItems,
+//! GetItem, CalendarView, GetFolder) the client answers directory questions
+//! (Autodiscover GetUserSettings, ResolveNames, room lists) and handles Basic, bearer
+//! and OAuth client-credentials authentication.
+//!
+//! It does not retry (apart from one token renewal after a 401), back off, log errors
+//! or keep any per-mailbox state beyond the affinity cookie: the pipeline decides all
+//! of that.
 
 mod affinity;
 mod auth;
@@ -33,7 +39,8 @@ pub use self::config::{
 pub use self::error::{EwsError, ItemError};
 pub use self::stream::{EventStream, StreamDecoder};
 pub use self::types::{
-    CalendarView, ConnectionStatus, FolderInfo, Notification, StreamError, StreamMessage, ViewItem,
+    CalendarView, ConnectionStatus, FolderInfo, Notification, StreamError, StreamMessage,
+    UserSettings, UserSettingsError, ViewItem,
 };
 
 /// Response parsers, exposed for benchmarks and tests only.
