@@ -1,19 +1,19 @@
-//! The HTTP side of the EWS client: one shared connection pool, headers, affinity
-//! cookies, timeouts, the concurrency cap, and mapping of HTTP statuses to errors.
+//! The HTTP side of the EWS client: one shared connection pool, headers, timeouts,
+//! the concurrency cap, and mapping of HTTP statuses to errors. The mailbox
+//! operations live here; directory lookups are in `ews::directory`.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use reqwest::header::{
-    HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE,
-};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, COOKIE, RETRY_AFTER};
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 use tokio::sync::Semaphore;
 
-use super::config::{EwsAuth, EwsConfig};
+use super::affinity::{Affinity, BACKEND_OVERRIDE_COOKIE};
+use super::auth::Credentials;
+use super::config::EwsConfig;
 use super::error::{EwsError, ItemError};
 use super::requests::{self, RequestContext};
 use super::stream::EventStream;
@@ -36,80 +36,10 @@ const SOAP_ACTION: &str = "SOAPAction";
 const SOAP_ACTION_PREFIX: &str = "http://schemas.microsoft.com/exchange/services/2006/messages/";
 const X_ANCHOR_MAILBOX: &str = "X-AnchorMailbox";
 const X_PREFER_SERVER_AFFINITY: &str = "X-PreferServerAffinity";
-const BACKEND_OVERRIDE_COOKIE: &str = "X-BackEndOverrideCookie";
-
-/// Affinity state of one subscription group (anchor = first address of the sorted group).
-///
-/// Cloning shares the state. The backend cookie is learnt from the Set-Cookie of a
-/// Subscribe response and sent with every later subscription request of the group.
-#[derive(Debug, Clone)]
-pub struct Affinity {
-    inner: Arc<AffinityState>,
-}
-
-#[derive(Debug)]
-struct AffinityState {
-    anchor: MailboxAddress,
-    cookie: Mutex<Option<String>>,
-}
-
-impl Affinity {
-    /// Affinity for a group anchored at `anchor`, with no cookie yet.
-    pub fn new(anchor: MailboxAddress) -> Self {
-        Self {
-            inner: Arc::new(AffinityState {
-                anchor,
-                cookie: Mutex::new(None),
-            }),
-        }
-    }
-
-    /// The group's anchor mailbox.
-    pub fn anchor(&self) -> &MailboxAddress {
-        &self.inner.anchor
-    }
-
-    /// Forgets the backend cookie, so the next Subscribe routes by anchor again.
-    pub fn reset(&self) {
-        *self.lock() = None;
-    }
-
-    /// The backend cookie currently held, if any.
-    pub fn backend_cookie(&self) -> Option<String> {
-        self.lock().clone()
-    }
-
-    fn remember(&self, headers: &HeaderMap) {
-        let cookie = headers
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .find_map(backend_cookie_value);
-        if let Some(cookie) = cookie {
-            *self.lock() = Some(cookie);
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        // The guarded value is a plain string, valid whatever a panicking holder did.
-        self.inner
-            .cookie
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The value of `X-BackEndOverrideCookie` in one Set-Cookie header.
-fn backend_cookie_value(set_cookie: &str) -> Option<String> {
-    let pair = set_cookie.split(';').next()?;
-    let (name, value) = pair.split_once('=')?;
-    (name.trim().eq_ignore_ascii_case(BACKEND_OVERRIDE_COOKIE) && !value.trim().is_empty())
-        .then(|| value.trim().to_owned())
-}
 
 /// EWS operations, for the SOAPAction header and logs.
 #[derive(Debug, Clone, Copy)]
-enum Operation {
+pub(super) enum Operation {
     Subscribe,
     Unsubscribe,
     GetStreamingEvents,
@@ -117,6 +47,10 @@ enum Operation {
     GetItem,
     FindItem,
     GetFolder,
+    GetUserSettings,
+    ResolveNames,
+    GetRoomLists,
+    GetRooms,
 }
 
 impl Operation {
@@ -129,8 +63,29 @@ impl Operation {
             Self::GetItem => "GetItem",
             Self::FindItem => "FindItem",
             Self::GetFolder => "GetFolder",
+            Self::GetUserSettings => "GetUserSettings",
+            Self::ResolveNames => "ResolveNames",
+            Self::GetRoomLists => "GetRoomLists",
+            Self::GetRooms => "GetRooms",
         }
     }
+
+    fn soap_action(self) -> String {
+        match self {
+            Self::GetUserSettings => requests::GET_USER_SETTINGS_ACTION.to_owned(),
+            other => format!("{SOAP_ACTION_PREFIX}{}", other.as_str()),
+        }
+    }
+}
+
+/// Where a request goes and which routing headers it carries.
+#[derive(Clone, Copy)]
+pub(super) struct Route<'a> {
+    pub url: &'a str,
+    /// `X-AnchorMailbox`: the impersonated mailbox, or a subscription group's anchor.
+    pub anchor: Option<&'a MailboxAddress>,
+    /// Subscription requests carry the group's affinity headers and cookie.
+    pub affinity: Option<&'a Affinity>,
 }
 
 /// A cheap-to-clone EWS client; every clone shares one connection pool and one cap
@@ -148,6 +103,7 @@ struct ClientState {
     /// holds one until its response body is read. Streams take none: their number is
     /// bounded by the listener's group count.
     permits: Semaphore,
+    credentials: Credentials,
 }
 
 impl EwsClient {
@@ -155,15 +111,17 @@ impl EwsClient {
     ///
     /// # Errors
     ///
-    /// [`EwsError::InvalidArgument`] for an unusable configuration (no permits, a user
-    /// agent that is not a header value), [`EwsError::Transport`] when the TLS stack
-    /// cannot be set up.
+    /// [`EwsError::InvalidArgument`] for an unusable configuration (an invalid URL, no
+    /// permits, a user agent that is not a header value), [`EwsError::Transport`] when
+    /// the TLS stack cannot be set up.
     pub fn new(config: EwsConfig) -> Result<Self, EwsError> {
         if config.max_concurrent_requests == 0 {
             return Err(EwsError::InvalidArgument(
                 "max_concurrent_requests must be at least 1".to_owned(),
             ));
         }
+        reqwest::Url::parse(&config.url)
+            .map_err(|err| EwsError::InvalidArgument(format!("invalid ews url: {err}")))?;
         HeaderValue::from_str(&config.user_agent).map_err(|_| {
             EwsError::InvalidArgument("user agent is not a valid header value".to_owned())
         })?;
@@ -176,6 +134,7 @@ impl EwsClient {
             inner: Arc::new(ClientState {
                 http,
                 permits: Semaphore::new(config.max_concurrent_requests),
+                credentials: Credentials::new(config.auth.clone()),
                 config,
             }),
         })
@@ -194,12 +153,7 @@ impl EwsClient {
     ) -> Result<SubscriptionId, EwsError> {
         let body = requests::subscribe_streaming(&self.context(mailbox));
         let response = self
-            .call(
-                Operation::Subscribe,
-                body,
-                affinity.anchor(),
-                Some(affinity),
-            )
+            .call(Operation::Subscribe, body, self.group_route(affinity))
             .await?;
         xml::parse_subscribe(&response)
     }
@@ -217,12 +171,7 @@ impl EwsClient {
     ) -> Result<(), EwsError> {
         let body = requests::unsubscribe(&self.context(mailbox), id);
         let response = self
-            .call(
-                Operation::Unsubscribe,
-                body,
-                affinity.anchor(),
-                Some(affinity),
-            )
+            .call(Operation::Unsubscribe, body, self.group_route(affinity))
             .await?;
         xml::parse_unsubscribe(&response)
     }
@@ -251,18 +200,15 @@ impl EwsClient {
         }
         let minutes = connection_timeout_minutes.clamp(1, MAX_CONNECTION_TIMEOUT_MINUTES);
         let body = requests::get_streaming_events(&self.context(affinity.anchor()), ids, minutes);
-        let request = self.request(
-            Operation::GetStreamingEvents,
-            body,
-            affinity.anchor(),
-            Some(affinity),
-        );
         let timeout = self.inner.config.request_timeout;
-        let response = tokio::time::timeout(timeout, request.send())
+        let opening = self.send(
+            Operation::GetStreamingEvents,
+            &body,
+            self.group_route(affinity),
+        );
+        let response = tokio::time::timeout(timeout, opening)
             .await
-            .map_err(|_| EwsError::Timeout)?
-            .map_err(transport)?;
-        affinity.remember(response.headers());
+            .map_err(|_| EwsError::Timeout)??;
         if response.status() == StatusCode::OK {
             tracing::debug!(
                 operation = "GetStreamingEvents",
@@ -294,7 +240,11 @@ impl EwsClient {
         let max_changes = max_changes.clamp(1, MAX_SYNC_CHANGES);
         let body = requests::sync_folder_items(&self.context(mailbox), state, max_changes);
         let response = self
-            .call(Operation::SyncFolderItems, body, mailbox, None)
+            .call(
+                Operation::SyncFolderItems,
+                body,
+                self.mailbox_route(mailbox),
+            )
             .await?;
         xml::parse_sync_folder_items(&response)
     }
@@ -304,8 +254,9 @@ impl EwsClient {
     /// # Errors
     ///
     /// An [`EwsError`] when the whole call failed, including a per-item code that
-    /// concerns the whole request (throttling, access, mailbox state), or when Exchange
-    /// answered with a different number of results than ids.
+    /// concerns the whole request (throttling, a moving or missing mailbox), or when
+    /// Exchange answered with a different number of results than ids. Any other
+    /// per-item code (access denied to one item, a malformed id) fails only that item.
     pub async fn get_calendar_items(
         &self,
         mailbox: &MailboxAddress,
@@ -315,7 +266,9 @@ impl EwsClient {
             return Ok(Vec::new());
         }
         let body = requests::get_item(&self.context(mailbox), ids);
-        let response = self.call(Operation::GetItem, body, mailbox, None).await?;
+        let response = self
+            .call(Operation::GetItem, body, self.mailbox_route(mailbox))
+            .await?;
         let results = xml::parse_get_item(&response)?;
         if results.len() != ids.len() {
             return Err(EwsError::Malformed(format!(
@@ -343,7 +296,9 @@ impl EwsClient {
     ) -> Result<CalendarView, EwsError> {
         let body =
             requests::find_calendar_view(&self.context(mailbox), from, to, max_entries.max(1));
-        let response = self.call(Operation::FindItem, body, mailbox, None).await?;
+        let response = self
+            .call(Operation::FindItem, body, self.mailbox_route(mailbox))
+            .await?;
         xml::parse_find_calendar_view(&response)
     }
 
@@ -357,11 +312,31 @@ impl EwsClient {
         mailbox: &MailboxAddress,
     ) -> Result<FolderInfo, EwsError> {
         let body = requests::get_folder(&self.context(mailbox));
-        let response = self.call(Operation::GetFolder, body, mailbox, None).await?;
+        let response = self
+            .call(Operation::GetFolder, body, self.mailbox_route(mailbox))
+            .await?;
         xml::parse_get_folder(&response)
     }
 
-    fn context<'a>(&'a self, mailbox: &'a MailboxAddress) -> RequestContext<'a> {
+    /// Data requests go to the EWS URL, anchored on the mailbox they read.
+    pub(super) fn mailbox_route<'a>(&'a self, mailbox: &'a MailboxAddress) -> Route<'a> {
+        Route {
+            url: &self.inner.config.url,
+            anchor: Some(mailbox),
+            affinity: None,
+        }
+    }
+
+    /// Subscription requests go to the EWS URL, anchored on the group's anchor.
+    fn group_route<'a>(&'a self, affinity: &'a Affinity) -> Route<'a> {
+        Route {
+            url: &self.inner.config.url,
+            anchor: Some(affinity.anchor()),
+            affinity: Some(affinity),
+        }
+    }
+
+    pub(super) fn context<'a>(&'a self, mailbox: &'a MailboxAddress) -> RequestContext<'a> {
         RequestContext {
             server_version: &self.inner.config.server_version,
             mailbox,
@@ -369,46 +344,64 @@ impl EwsClient {
         }
     }
 
-    fn request(
+    /// Sends one request; when EWS answers 401 and the token can be renewed, renews it
+    /// and sends the request once more.
+    async fn send(
         &self,
         operation: Operation,
-        body: String,
-        anchor: &MailboxAddress,
-        affinity: Option<&Affinity>,
-    ) -> reqwest::RequestBuilder {
-        let config = &self.inner.config;
+        body: &str,
+        route: Route<'_>,
+    ) -> Result<reqwest::Response, EwsError> {
+        let response = self.send_once(operation, body, route).await?;
+        if response.status() == StatusCode::UNAUTHORIZED && self.inner.credentials.is_renewable() {
+            self.inner.credentials.invalidate().await;
+            return self.send_once(operation, body, route).await;
+        }
+        Ok(response)
+    }
+
+    async fn send_once(
+        &self,
+        operation: Operation,
+        body: &str,
+        route: Route<'_>,
+    ) -> Result<reqwest::Response, EwsError> {
         let mut request = self
             .inner
             .http
-            .post(&config.url)
+            .post(route.url)
             .header(CONTENT_TYPE, CONTENT_TYPE_XML)
             .header(ACCEPT, ACCEPT_XML)
-            .header(
-                SOAP_ACTION,
-                format!("{SOAP_ACTION_PREFIX}{}", operation.as_str()),
-            )
-            .header(X_ANCHOR_MAILBOX, anchor.as_str())
-            .body(body);
-        if let Some(affinity) = affinity {
+            .header(SOAP_ACTION, operation.soap_action())
+            .body(body.to_owned());
+        if let Some(anchor) = route.anchor {
+            request = request.header(X_ANCHOR_MAILBOX, anchor.as_str());
+        }
+        if let Some(affinity) = route.affinity {
             request = request.header(X_PREFER_SERVER_AFFINITY, "true");
             if let Some(cookie) = affinity.backend_cookie() {
                 request = request.header(COOKIE, format!("{BACKEND_OVERRIDE_COOKIE}={cookie}"));
             }
         }
-        if let EwsAuth::Basic { username, password } = &config.auth {
-            request = request.basic_auth(username, Some(password.expose_secret()));
+        let request = self
+            .inner
+            .credentials
+            .apply(&self.inner.http, request)
+            .await?;
+        let response = request.send().await.map_err(transport)?;
+        if let Some(affinity) = route.affinity {
+            affinity.remember(response.headers());
         }
-        request
+        Ok(response)
     }
 
     /// Sends a non-streaming request under a permit and the request timeout, and
     /// returns the body of a 200 answer.
-    async fn call(
+    pub(super) async fn call(
         &self,
         operation: Operation,
         body: String,
-        anchor: &MailboxAddress,
-        affinity: Option<&Affinity>,
+        route: Route<'_>,
     ) -> Result<Bytes, EwsError> {
         // The semaphore is never closed, so acquiring cannot fail.
         let _permit = self
@@ -417,13 +410,9 @@ impl EwsClient {
             .acquire()
             .await
             .map_err(|_| EwsError::InvalidArgument("client is shut down".to_owned()))?;
-        let request = self.request(operation, body, anchor, affinity);
         let started = tokio::time::Instant::now();
         let exchange = async {
-            let response = request.send().await.map_err(transport)?;
-            if let Some(affinity) = affinity {
-                affinity.remember(response.headers());
-            }
+            let response = self.send(operation, &body, route).await?;
             let status = response.status();
             let headers = response.headers().clone();
             let body = read_body(response).await?;
@@ -498,31 +487,6 @@ fn transport(err: reqwest::Error) -> EwsError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_backend_cookie_is_taken_from_its_own_set_cookie_header() {
-        let mut headers = HeaderMap::new();
-        headers.append(
-            SET_COOKIE,
-            HeaderValue::from_static("exchangecookie=abc; path=/"),
-        );
-        headers.append(
-            SET_COOKIE,
-            HeaderValue::from_static(
-                "X-BackEndOverrideCookie=AM6PR04~1593847261; path=/; secure; HttpOnly",
-            ),
-        );
-        let affinity = Affinity::new(MailboxAddress::new("a@contoso.example"));
-
-        affinity.remember(&headers);
-
-        assert_eq!(
-            affinity.backend_cookie().as_deref(),
-            Some("AM6PR04~1593847261")
-        );
-        affinity.reset();
-        assert_eq!(affinity.backend_cookie(), None);
-    }
 
     #[test]
     fn service_unavailable_becomes_throttled_with_retry_after() {

@@ -42,4 +42,21 @@ pub enum EwsAuth {
         /// Password; never logged.
         password: SecretString,
     },
+    /// A fixed OAuth bearer token, managed outside the service.
+    Bearer {
+        /// The access token; never logged.
+        token: SecretString,
+    },
+    /// OAuth 2.0 client credentials (app-only access, e.g. Microsoft Entra ID with
+    /// `full_access_as_app`): the client fetches, caches and renews the token itself.
+    OAuthClientCredentials {
+        /// Token endpoint, e.g. `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`.
+        token_url: String,
+        /// Application (client) id.
+        client_id: String,
+        /// Client secret; never logged.
+        client_secret: SecretString,
+        /// Requested scope, e.g. `https://outlook.office365.com/.default`.
+        scope: String,
+    },
 }

@@ -138,6 +138,7 @@ pub(crate) mod codes {
     pub const ITEM_NOT_FOUND: &str = "ErrorItemNotFound";
     pub const SUBSCRIPTION_NOT_FOUND: &str = "ErrorSubscriptionNotFound";
     pub const TIMEOUT_EXPIRED: &str = "ErrorTimeoutExpired";
+    pub const NAME_RESOLUTION_NO_RESULTS: &str = "ErrorNameResolutionNoResults";
 
     /// Overload codes that mean "back off" even without a hint.
     pub const THROTTLING: &[&str] = &[

@@ -7,11 +7,20 @@
 //! number of non-streaming requests in flight, and turns HTTP statuses, SOAP faults and
 //! error response codes into [`EwsError`] variants named after the caller's decision.
 //! [`EventStream`] reads a GetStreamingEvents body incrementally, one envelope at a
-//! time. It does not retry, back off, log errors or keep any per-mailbox state beyond
-//! the affinity cookie: the pipeline decides all of that.
+//! time. Besides the calendar operations (subscriptions, streaming, SyncFolderItems,
+//! GetItem, CalendarView, GetFolder) the client answers directory questions
+//! (Autodiscover GetUserSettings, ResolveNames, room lists) and handles Basic, bearer
+//! and OAuth client-credentials authentication.
+//!
+//! It does not retry (apart from one token renewal after a 401), back off, log errors
+//! or keep any per-mailbox state beyond the affinity cookie: the pipeline decides all
+//! of that.
 
+mod affinity;
+mod auth;
 mod client;
 mod config;
+mod directory;
 mod error;
 #[doc(hidden)]
 pub mod requests;
@@ -19,9 +28,9 @@ mod stream;
 mod types;
 mod xml;
 
+pub use self::affinity::Affinity;
 pub use self::client::{
-    Affinity, EwsClient, MAX_CONNECTION_TIMEOUT_MINUTES, MAX_SUBSCRIPTIONS_PER_STREAM,
-    MAX_SYNC_CHANGES,
+    EwsClient, MAX_CONNECTION_TIMEOUT_MINUTES, MAX_SUBSCRIPTIONS_PER_STREAM, MAX_SYNC_CHANGES,
 };
 pub use self::config::{
     EwsAuth, EwsConfig, DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_REQUEST_TIMEOUT,
@@ -30,14 +39,16 @@ pub use self::config::{
 pub use self::error::{EwsError, ItemError};
 pub use self::stream::{EventStream, StreamDecoder};
 pub use self::types::{
-    CalendarView, ConnectionStatus, FolderInfo, Notification, StreamError, StreamMessage, ViewItem,
+    CalendarView, ConnectionStatus, FolderInfo, Notification, StreamError, StreamMessage,
+    UserSettings, UserSettingsError, ViewItem,
 };
 
 /// Response parsers, exposed for benchmarks and tests only.
 #[doc(hidden)]
 pub mod responses {
     pub use super::xml::{
-        parse_find_calendar_view, parse_get_folder, parse_get_item, parse_subscribe,
+        parse_find_calendar_view, parse_get_folder, parse_get_item, parse_get_room_lists,
+        parse_get_rooms, parse_get_user_settings, parse_resolve_names, parse_subscribe,
         parse_sync_folder_items, parse_unsubscribe,
     };
 }

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::xml::names::{NS_MESSAGES, NS_SOAP, NS_TYPES};
+use super::xml::names::{NS_AUTODISCOVER, NS_MESSAGES, NS_SOAP, NS_TYPES, NS_WS_ADDRESSING};
 use super::xml::writer::XmlWriter;
 use crate::domain::{ItemId, MailboxAddress, SubscriptionId, SyncState};
 
@@ -41,6 +41,12 @@ const M_GET_FOLDER: &str = "m:GetFolder";
 const M_FOLDER_SHAPE: &str = "m:FolderShape";
 const M_FOLDER_IDS: &str = "m:FolderIds";
 
+const M_RESOLVE_NAMES: &str = "m:ResolveNames";
+const M_UNRESOLVED_ENTRY: &str = "m:UnresolvedEntry";
+const M_GET_ROOM_LISTS: &str = "m:GetRoomLists";
+const M_GET_ROOMS: &str = "m:GetRooms";
+const M_ROOM_LIST: &str = "m:RoomList";
+
 const T_FOLDER_IDS: &str = "t:FolderIds";
 const T_DISTINGUISHED_FOLDER_ID: &str = "t:DistinguishedFolderId";
 const T_MAILBOX: &str = "t:Mailbox";
@@ -58,6 +64,25 @@ const ATTR_VERSION: &str = "Version";
 const ATTR_ID: &str = "Id";
 const ATTR_FIELD_URI: &str = "FieldURI";
 const ATTR_TRAVERSAL: &str = "Traversal";
+
+const A_REQUESTED_SERVER_VERSION: &str = "a:RequestedServerVersion";
+const A_GET_USER_SETTINGS_REQUEST_MESSAGE: &str = "a:GetUserSettingsRequestMessage";
+const A_REQUEST: &str = "a:Request";
+const A_USERS: &str = "a:Users";
+const A_USER: &str = "a:User";
+const A_MAILBOX: &str = "a:Mailbox";
+const A_REQUESTED_SETTINGS: &str = "a:RequestedSettings";
+const A_SETTING: &str = "a:Setting";
+const WSA_ACTION: &str = "wsa:Action";
+const WSA_TO: &str = "wsa:To";
+
+/// SOAP action of Autodiscover GetUserSettings (also its WS-Addressing action).
+pub const GET_USER_SETTINGS_ACTION: &str =
+    "http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettings";
+/// Autodiscover's RequestedServerVersion: the newest value every server knows.
+const AUTODISCOVER_SERVER_VERSION: &str = "Exchange2013";
+/// Settings asked of Autodiscover per mailbox.
+const USER_SETTINGS: [&str; 3] = ["ExternalEwsUrl", "InternalEwsUrl", "GroupingInformation"];
 
 const CALENDAR_FOLDER: &str = "calendar";
 const ID_ONLY: &str = "IdOnly";
@@ -273,6 +298,81 @@ pub fn get_folder(context: &RequestContext<'_>) -> String {
         calendar_folder(writer, context);
         writer.close(M_FOLDER_IDS).close(M_GET_FOLDER);
     })
+}
+
+/// ResolveNames: directory entries matching `entry` (an address, alias or name).
+pub fn resolve_names(context: &RequestContext<'_>, entry: &str) -> String {
+    build(context, |writer| {
+        writer
+            .open(
+                M_RESOLVE_NAMES,
+                &[
+                    ("ReturnFullContactData", "false"),
+                    ("SearchScope", "ActiveDirectory"),
+                ],
+            )
+            .leaf(M_UNRESOLVED_ENTRY, entry)
+            .close(M_RESOLVE_NAMES);
+    })
+}
+
+/// GetRoomLists: the organisation's room lists.
+pub fn get_room_lists(context: &RequestContext<'_>) -> String {
+    build(context, |writer| {
+        writer.empty(M_GET_ROOM_LISTS, &[]);
+    })
+}
+
+/// GetRooms: the rooms of one room list.
+pub fn get_rooms(context: &RequestContext<'_>, room_list: &MailboxAddress) -> String {
+    build(context, |writer| {
+        writer
+            .open(M_GET_ROOMS, &[])
+            .open(M_ROOM_LIST, &[])
+            .leaf(T_EMAIL_ADDRESS, room_list.as_str())
+            .close(M_ROOM_LIST)
+            .close(M_GET_ROOMS);
+    })
+}
+
+/// Autodiscover GetUserSettings: EWS URLs and grouping information of `mailboxes`.
+pub fn get_user_settings(autodiscover_url: &str, mailboxes: &[MailboxAddress]) -> String {
+    let mut writer = XmlWriter::new();
+    writer
+        .open(
+            SOAP_ENVELOPE,
+            &[
+                ("xmlns:soap", NS_SOAP),
+                ("xmlns:a", NS_AUTODISCOVER),
+                ("xmlns:wsa", NS_WS_ADDRESSING),
+            ],
+        )
+        .open(SOAP_HEADER, &[])
+        .leaf(A_REQUESTED_SERVER_VERSION, AUTODISCOVER_SERVER_VERSION)
+        .leaf(WSA_ACTION, GET_USER_SETTINGS_ACTION)
+        .leaf(WSA_TO, autodiscover_url)
+        .close(SOAP_HEADER)
+        .open(SOAP_BODY, &[])
+        .open(A_GET_USER_SETTINGS_REQUEST_MESSAGE, &[])
+        .open(A_REQUEST, &[])
+        .open(A_USERS, &[]);
+    for mailbox in mailboxes {
+        writer
+            .open(A_USER, &[])
+            .leaf(A_MAILBOX, mailbox.as_str())
+            .close(A_USER);
+    }
+    writer.close(A_USERS).open(A_REQUESTED_SETTINGS, &[]);
+    for setting in USER_SETTINGS {
+        writer.leaf(A_SETTING, setting);
+    }
+    writer
+        .close(A_REQUESTED_SETTINGS)
+        .close(A_REQUEST)
+        .close(A_GET_USER_SETTINGS_REQUEST_MESSAGE)
+        .close(SOAP_BODY)
+        .close(SOAP_ENVELOPE);
+    writer.finish()
 }
 
 /// Wraps the operation written by `body` in a SOAP envelope with the EWS header.

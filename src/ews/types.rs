@@ -101,3 +101,27 @@ pub struct FolderInfo {
     /// Number of items in the folder.
     pub total_count: Option<u32>,
 }
+
+/// What Autodiscover says about one mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSettings {
+    /// The EWS URL to use from outside the organisation's network.
+    pub external_ews_url: Option<String>,
+    /// The EWS URL to use from inside it.
+    pub internal_ews_url: Option<String>,
+    /// The backend group of the mailbox: mailboxes with the same EWS URL and grouping
+    /// information can share one streaming connection.
+    pub grouping_information: Option<String>,
+}
+
+/// Why Autodiscover gave no settings for one mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("autodiscover answered {code} for the mailbox")]
+pub struct UserSettingsError {
+    /// Autodiscover's error code, e.g. `InvalidUser`, `RedirectAddress`, `RedirectUrl`.
+    pub code: String,
+    /// Autodiscover's message text.
+    pub message: Option<String>,
+    /// For redirects: the address or URL to ask instead.
+    pub redirect_target: Option<String>,
+}

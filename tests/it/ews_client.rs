@@ -28,6 +28,9 @@ const SERVER_BUSY_FAULT: &str = include_str!("../fixtures/ews/fault_server_busy.
 const GET_ITEM: &str = include_str!("../fixtures/ews/get_item_single_and_missing.xml");
 const SYNC_PAGE: &str = include_str!("../fixtures/ews/sync_folder_items_page.xml");
 const STREAM: &str = include_str!("../fixtures/ews/streaming_events.xml");
+const UNSUBSCRIBE_GONE: &str = include_str!("../fixtures/ews/unsubscribe_not_found.xml");
+const AUTODISCOVER: &str = include_str!("../fixtures/ews/autodiscover_user_settings.xml");
+const CALENDAR_VIEW: &str = include_str!("../fixtures/ews/find_item_calendar_view.xml");
 const BACKEND_COOKIE: &str =
     "X-BackEndOverrideCookie=AM6PR04MB1234~1593847261; path=/; secure; HttpOnly";
 
@@ -67,6 +70,7 @@ struct Script {
     seen: Mutex<Vec<Seen>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    token_requests: Mutex<Vec<String>>,
 }
 
 impl Script {
@@ -113,10 +117,23 @@ async fn handle(State(script): State<Arc<Script>>, headers: HeaderMap, body: Str
     }
 }
 
+/// A token endpoint that hands out `token-1`, `token-2`, ... valid for an hour.
+async fn issue_token(State(script): State<Arc<Script>>, form: String) -> Response {
+    let mut requests = script.token_requests.lock().unwrap();
+    requests.push(form);
+    let body = format!(
+        r#"{{"access_token":"token-{}","token_type":"Bearer","expires_in":3599}}"#,
+        requests.len()
+    );
+    Response::new(Body::from(body))
+}
+
 async fn spawn_server() -> (SocketAddr, Arc<Script>) {
     let script = Arc::new(Script::default());
     let app = Router::new()
         .route("/EWS/Exchange.asmx", post(handle))
+        .route("/tenant/oauth2/v2.0/token", post(issue_token))
+        .route("/autodiscover/autodiscover.svc", post(handle))
         .with_state(script.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -125,12 +142,31 @@ async fn spawn_server() -> (SocketAddr, Arc<Script>) {
 }
 
 fn client(address: SocketAddr, max_concurrent_requests: usize) -> EwsClient {
+    let auth = EwsAuth::Basic {
+        username: "svc-booking".to_owned(),
+        password: "s3cret".to_owned().into(),
+    };
+    client_with_auth(address, max_concurrent_requests, auth)
+}
+
+fn oauth_client(address: SocketAddr) -> EwsClient {
+    let auth = EwsAuth::OAuthClientCredentials {
+        token_url: format!("http://{address}/tenant/oauth2/v2.0/token"),
+        client_id: "app-id".to_owned(),
+        client_secret: "app-secret".to_owned().into(),
+        scope: "https://outlook.office365.com/.default".to_owned(),
+    };
+    client_with_auth(address, 4, auth)
+}
+
+fn client_with_auth(
+    address: SocketAddr,
+    max_concurrent_requests: usize,
+    auth: EwsAuth,
+) -> EwsClient {
     EwsClient::new(EwsConfig {
         url: format!("http://{address}/EWS/Exchange.asmx"),
-        auth: EwsAuth::Basic {
-            username: "svc-booking".to_owned(),
-            password: "s3cret".to_owned().into(),
-        },
+        auth,
         impersonation: true,
         server_version: "Exchange2013_SP1".to_owned(),
         request_timeout: Duration::from_secs(10),
@@ -472,4 +508,207 @@ async fn a_stream_needs_between_one_and_two_hundred_subscriptions() {
         matches!(over, Err(EwsError::InvalidArgument(_))),
         "{over:?}"
     );
+}
+
+#[tokio::test]
+async fn unsubscribing_twice_succeeds_and_carries_the_affinity_headers() {
+    let (address, script) = spawn_server().await;
+    script.push(ok(UNSUBSCRIBE_GONE));
+    let client = client(address, 4);
+    let anchor = MailboxAddress::new("room-1@contoso.example");
+    let member = MailboxAddress::new("room-2@contoso.example");
+    let affinity = Affinity::new(anchor);
+
+    let result = client
+        .unsubscribe(&member, &affinity, &SubscriptionId::from("SUB-BBB="))
+        .await;
+
+    assert!(result.is_ok(), "{result:?}");
+    let request = &script.seen()[0];
+    assert_eq!(
+        header(request, "x-anchormailbox"),
+        Some("room-1@contoso.example")
+    );
+    assert_eq!(header(request, "x-preferserveraffinity"), Some("true"));
+    assert!(request
+        .body
+        .contains("<m:SubscriptionId>SUB-BBB=</m:SubscriptionId>"));
+}
+
+#[tokio::test]
+async fn a_calendar_view_reports_truncation_and_sends_the_window_in_utc() {
+    let (address, script) = spawn_server().await;
+    script.push(ok(CALENDAR_VIEW));
+    let client = client(address, 4);
+    let mailbox = MailboxAddress::new("room-1@contoso.example");
+    let from = "2026-03-01T00:00:00Z".parse().unwrap();
+    let to = "2026-04-01T00:00:00Z".parse().unwrap();
+
+    let view = client
+        .find_calendar_view(&mailbox, from, to, 3)
+        .await
+        .unwrap();
+
+    assert_eq!(view.items.len(), 3);
+    assert!(!view.includes_last_item_in_range);
+    assert_eq!(view.total_items_in_view, Some(33));
+    assert!(script.seen()[0].body.contains(
+        "<m:CalendarView MaxEntriesReturned=\"3\" StartDate=\"2026-03-01T00:00:00Z\" EndDate=\"2026-04-01T00:00:00Z\"/>"
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_read_keeps_the_partial_envelope_for_the_next_call() {
+    let (address, script) = spawn_server().await;
+    let (sender, receiver) = mpsc::channel(4);
+    script.push(Reply::Stream(receiver));
+    let client = client(address, 4);
+    let affinity = Affinity::new(MailboxAddress::new("room-1@contoso.example"));
+    let bytes = STREAM.as_bytes();
+    let first_end = STREAM.find("</s:Envelope>").unwrap() + "</s:Envelope>".len();
+    let mut stream = client
+        .get_streaming_events(&affinity, &[SubscriptionId::from("SUB-AAA=")], 30)
+        .await
+        .unwrap();
+
+    sender
+        .send(Bytes::copy_from_slice(&bytes[..first_end / 2]))
+        .await
+        .unwrap();
+    let cancelled = tokio::time::timeout(Duration::from_secs(5), stream.next_message()).await;
+    sender
+        .send(Bytes::copy_from_slice(&bytes[first_end / 2..first_end]))
+        .await
+        .unwrap();
+    let message = stream.next_message().await.unwrap().unwrap();
+
+    assert!(cancelled.is_err(), "{cancelled:?}");
+    assert_eq!(message.notifications.len(), 2);
+    assert_eq!(message.connection_status, Some(ConnectionStatus::Ok));
+}
+
+#[tokio::test]
+async fn an_oauth_token_is_fetched_once_and_renewed_after_a_401() {
+    let (address, script) = spawn_server().await;
+    script.push(ok(SYNC_PAGE));
+    script.push(Reply::Body {
+        status: StatusCode::UNAUTHORIZED,
+        headers: vec![("www-authenticate", "Bearer")],
+        body: String::new(),
+    });
+    script.push(ok(SYNC_PAGE));
+    let client = oauth_client(address);
+    let mailbox = MailboxAddress::new("room-1@contoso.example");
+
+    let first = client.sync_folder_items(&mailbox, None, 10).await;
+    let second = client.sync_folder_items(&mailbox, None, 10).await;
+
+    assert!(first.is_ok(), "{first:?}");
+    assert!(second.is_ok(), "{second:?}");
+    let seen = script.seen();
+    let bearer: Vec<_> = seen
+        .iter()
+        .map(|request| header(request, "authorization").unwrap())
+        .collect();
+    assert_eq!(
+        bearer,
+        vec!["Bearer token-1", "Bearer token-1", "Bearer token-2"]
+    );
+    let token_requests = script.token_requests.lock().unwrap().clone();
+    assert_eq!(token_requests.len(), 2);
+    assert!(token_requests[0].contains("grant_type=client_credentials"));
+    assert!(token_requests[0].contains("client_id=app-id"));
+    assert!(token_requests[0].contains("scope=https%3A%2F%2Foutlook.office365.com%2F.default"));
+}
+
+#[tokio::test]
+async fn a_token_rejected_twice_is_unauthorized_without_more_retries() {
+    let (address, script) = spawn_server().await;
+    for _ in 0..2 {
+        script.push(Reply::Body {
+            status: StatusCode::UNAUTHORIZED,
+            headers: vec![],
+            body: String::new(),
+        });
+    }
+    let client = oauth_client(address);
+    let mailbox = MailboxAddress::new("room-1@contoso.example");
+
+    let result = client.get_calendar_folder(&mailbox).await;
+
+    assert!(matches!(result, Err(EwsError::Unauthorized)), "{result:?}");
+    assert_eq!(script.seen().len(), 2);
+    assert_eq!(script.token_requests.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn autodiscover_asks_for_every_mailbox_in_one_request() {
+    let (address, script) = spawn_server().await;
+    script.push(ok(AUTODISCOVER));
+    let client = client(address, 4);
+    let url = format!("http://{address}/autodiscover/autodiscover.svc");
+    let mailboxes = [
+        MailboxAddress::new("room-1@contoso.example"),
+        MailboxAddress::new("nobody@contoso.example"),
+        MailboxAddress::new("room-9@contoso.example"),
+    ];
+
+    let settings = client.get_user_settings(&url, &mailboxes).await.unwrap();
+
+    assert_eq!(
+        settings[0]
+            .as_ref()
+            .unwrap()
+            .grouping_information
+            .as_deref(),
+        Some("AM6PR04")
+    );
+    assert_eq!(settings[1].as_ref().unwrap_err().code, "InvalidUser");
+    assert_eq!(
+        settings[2].as_ref().unwrap_err().redirect_target.as_deref(),
+        Some("room-9@fabrikam.example")
+    );
+    let request = &script.seen()[0];
+    assert_eq!(
+        header(request, "soapaction"),
+        Some(
+            "http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettings"
+        )
+    );
+    assert_eq!(header(request, "x-anchormailbox"), None);
+    assert!(request
+        .body
+        .contains("<a:Mailbox>nobody@contoso.example</a:Mailbox>"));
+    assert!(request.body.contains(&format!("<wsa:To>{url}</wsa:To>")));
+}
+
+#[tokio::test]
+async fn rooms_are_listed_and_addresses_resolved_acting_as_a_mailbox() {
+    let (address, script) = spawn_server().await;
+    script.push(ok(include_str!("../fixtures/ews/get_room_lists.xml")));
+    script.push(ok(include_str!("../fixtures/ews/get_rooms.xml")));
+    script.push(ok(include_str!("../fixtures/ews/resolve_names_alias.xml")));
+    let client = client(address, 4);
+    let acting_as = MailboxAddress::new("room-001@contoso.example");
+
+    let lists = client.get_room_lists(&acting_as).await.unwrap();
+    let list = MailboxAddress::new(lists[0].email.as_deref().unwrap());
+    let rooms = client.get_rooms(&acting_as, &list).await.unwrap();
+    let resolved = client
+        .resolve_name(&acting_as, "u001@contoso.example")
+        .await
+        .unwrap();
+
+    assert_eq!(rooms.len(), 2);
+    assert_eq!(
+        resolved[0].email.as_deref(),
+        Some("user-001@contoso.example")
+    );
+    let seen = script.seen();
+    assert!(seen[1].body.contains(
+        "<m:RoomList><t:EmailAddress>all-rooms@contoso.example</t:EmailAddress></m:RoomList>"
+    ));
+    assert!(seen
+        .iter()
+        .all(|request| header(request, "x-anchormailbox") == Some("room-001@contoso.example")));
 }

@@ -28,6 +28,9 @@ fn every_request(context: &RequestContext<'_>) -> Vec<String> {
         ),
         requests::find_calendar_view(context, from, to, 500),
         requests::get_folder(context),
+        requests::resolve_names(context, "u001@contoso.example"),
+        requests::get_room_lists(context),
+        requests::get_rooms(context, &MailboxAddress::new("all-rooms@contoso.example")),
     ]
 }
 

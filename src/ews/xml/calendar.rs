@@ -162,7 +162,8 @@ fn item_type(item: &Element) -> Result<Option<CalendarItemType>, String> {
         .transpose()
 }
 
-fn person(mailbox: &Element) -> Person {
+/// A `t:Mailbox`-shaped element (Name, EmailAddress) as a person.
+pub(crate) fn person(mailbox: &Element) -> Person {
     Person {
         name: text(mailbox, NAME).map(str::to_owned),
         email: text(mailbox, EMAIL_ADDRESS)

@@ -7,7 +7,9 @@
 //! [`EwsError`](super::EwsError)s here. Requests are written with `writer`; streams are
 //! framed into envelopes by `splitter`. Nothing in this module does I/O.
 
+mod autodiscover;
 mod calendar;
+mod directory;
 pub(crate) mod names;
 pub(crate) mod splitter;
 mod tree;
@@ -15,7 +17,9 @@ pub(crate) mod writer;
 
 use std::time::Duration;
 
+pub use self::autodiscover::parse_get_user_settings;
 use self::calendar::parse_datetime;
+pub use self::directory::{parse_get_room_lists, parse_get_rooms, parse_resolve_names};
 use self::names::*;
 use self::tree::{parse_document, Element, Ns};
 use super::error::{classify, codes, EwsError, ItemError};
@@ -95,15 +99,40 @@ pub fn parse_get_item(body: &[u8]) -> Result<Vec<Result<CalendarItem, ItemError>
                 .and_then(|items| items.children.iter().find(|item| item.ns == Ns::Types))
                 .ok_or_else(|| ItemError::Malformed("response message without an item".into()))
                 .and_then(|item| calendar::calendar_item(item).map_err(ItemError::Malformed)),
-            Err(EwsError::Response { code, .. }) if code == codes::ITEM_NOT_FOUND => {
-                Err(ItemError::NotFound)
-            }
-            Err(EwsError::Response { code, message }) => Err(ItemError::Other { code, message }),
-            Err(other) => return Err(other),
+            Err(err) if concerns_whole_request(&err) => return Err(err),
+            Err(_) => Err(item_error(message)),
         };
         results.push(result);
     }
     Ok(results)
+}
+
+/// Whether a per-item error code really says the whole request must wait or stop,
+/// rather than something about that one item.
+fn concerns_whole_request(err: &EwsError) -> bool {
+    matches!(
+        err,
+        EwsError::Throttled { .. }
+            | EwsError::MailboxUnavailable { .. }
+            | EwsError::MailboxNotFound
+            | EwsError::Timeout
+    )
+}
+
+fn item_error(message: &Element) -> ItemError {
+    let code = message
+        .child_text(Ns::Messages, RESPONSE_CODE)
+        .unwrap_or_default();
+    if code == codes::ITEM_NOT_FOUND {
+        return ItemError::NotFound;
+    }
+    ItemError::Other {
+        code: code.to_owned(),
+        message: message
+            .child_text(Ns::Messages, MESSAGE_TEXT)
+            .unwrap_or_default()
+            .to_owned(),
+    }
 }
 
 /// Reads a FindItem response with a CalendarView.
@@ -257,20 +286,28 @@ fn check_message(message: &Element) -> Result<(), EwsError> {
 }
 
 fn fault_error(fault: &Element) -> EwsError {
-    let detail = fault.child(Ns::None, DETAIL);
+    // The fault's own children are unqualified, but a default SOAP namespace declared
+    // on an ancestor puts them in the SOAP namespace; accept both.
+    let part = |name: &str| {
+        fault
+            .child(Ns::None, name)
+            .or_else(|| fault.child(Ns::Soap, name))
+    };
+    let detail = part(DETAIL);
     let code = detail
         .and_then(|detail| detail.child_text(Ns::Errors, RESPONSE_CODE))
         .map(str::to_owned)
         .or_else(|| {
             // A faultcode is a QName such as `a:ErrorServerBusy`; its local part is the code.
-            fault
-                .child_text(Ns::None, FAULT_CODE)
-                .map(|code| code.rsplit(':').next().unwrap_or(code).to_owned())
+            part(FAULT_CODE).map(|code| {
+                let code = code.text.trim();
+                code.rsplit(':').next().unwrap_or(code).to_owned()
+            })
         })
         .unwrap_or_default();
     let message = detail
         .and_then(|detail| detail.child_text(Ns::Errors, MESSAGE))
-        .or_else(|| fault.child_text(Ns::None, FAULT_STRING))
+        .or_else(|| part(FAULT_STRING).map(|text| text.text.trim()))
         .unwrap_or_default();
     let backoff = detail.and_then(message_backoff);
     classify(&code, message, backoff)

@@ -9,6 +9,10 @@ pub(crate) const NS_SOAP: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub(crate) const NS_MESSAGES: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
 /// EWS types namespace (`t:`).
 pub(crate) const NS_TYPES: &str = "http://schemas.microsoft.com/exchange/services/2006/types";
+/// SOAP Autodiscover namespace.
+pub(crate) const NS_AUTODISCOVER: &str = "http://schemas.microsoft.com/exchange/2010/Autodiscover";
+/// WS-Addressing namespace, used in Autodiscover request headers.
+pub(crate) const NS_WS_ADDRESSING: &str = "http://www.w3.org/2005/08/addressing";
 /// EWS fault detail namespace (`e:`).
 pub(crate) const NS_ERRORS: &str = "http://schemas.microsoft.com/exchange/services/2006/errors";
 
@@ -148,3 +152,31 @@ pub(crate) const FIND_ITEM_RESPONSE: &str = "FindItemResponse";
 pub(crate) const FIND_ITEM_RESPONSE_MESSAGE: &str = "FindItemResponseMessage";
 pub(crate) const GET_FOLDER_RESPONSE: &str = "GetFolderResponse";
 pub(crate) const GET_FOLDER_RESPONSE_MESSAGE: &str = "GetFolderResponseMessage";
+
+// Autodiscover GetUserSettings.
+pub(crate) const GET_USER_SETTINGS_RESPONSE_MESSAGE: &str = "GetUserSettingsResponseMessage";
+pub(crate) const RESPONSE: &str = "Response";
+pub(crate) const ERROR_CODE: &str = "ErrorCode";
+pub(crate) const ERROR_MESSAGE: &str = "ErrorMessage";
+pub(crate) const USER_RESPONSES: &str = "UserResponses";
+pub(crate) const USER_RESPONSE: &str = "UserResponse";
+pub(crate) const REDIRECT_TARGET: &str = "RedirectTarget";
+pub(crate) const USER_SETTINGS: &str = "UserSettings";
+pub(crate) const USER_SETTING: &str = "UserSetting";
+pub(crate) const AUTODISCOVER_NO_ERROR: &str = "NoError";
+pub(crate) const SETTING_EXTERNAL_EWS_URL: &str = "ExternalEwsUrl";
+pub(crate) const SETTING_INTERNAL_EWS_URL: &str = "InternalEwsUrl";
+pub(crate) const SETTING_GROUPING_INFORMATION: &str = "GroupingInformation";
+
+// Directory operations.
+pub(crate) const RESOLVE_NAMES_RESPONSE: &str = "ResolveNamesResponse";
+pub(crate) const RESOLVE_NAMES_RESPONSE_MESSAGE: &str = "ResolveNamesResponseMessage";
+pub(crate) const RESOLUTION_SET: &str = "ResolutionSet";
+pub(crate) const RESOLUTION: &str = "Resolution";
+pub(crate) const GET_ROOM_LISTS_RESPONSE: &str = "GetRoomListsResponse";
+pub(crate) const ROOM_LISTS: &str = "RoomLists";
+pub(crate) const ADDRESS: &str = "Address";
+pub(crate) const GET_ROOMS_RESPONSE: &str = "GetRoomsResponse";
+pub(crate) const ROOMS: &str = "Rooms";
+pub(crate) const ROOM: &str = "Room";
+pub(crate) const ID: &str = "Id";

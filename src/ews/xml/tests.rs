@@ -10,7 +10,7 @@ use crate::domain::{
     Attendee, CalendarItemType, ChangeKey, ItemSummary, OccurrenceRef, Person, ResponseType,
 };
 use crate::ews::stream::StreamDecoder;
-use crate::ews::types::ViewItem;
+use crate::ews::types::{UserSettings, UserSettingsError, ViewItem};
 use crate::recurrence::{DaySelector, Pattern, RangeEnd, Recurrence, WeekIndex};
 
 /// Reads a fixture file.
@@ -85,6 +85,15 @@ fn a_server_busy_fault_carries_its_backoff() {
         Err(EwsError::Throttled {
             backoff: Some(Duration::from_millis(61250)),
         }),
+    );
+}
+
+#[test]
+fn a_fault_without_detail_is_classified_by_its_faultcode() {
+    check(
+        "fault_default_namespace_no_detail.xml",
+        parse_fault,
+        Some(EwsError::MailboxNotFound),
     );
 }
 
@@ -192,6 +201,29 @@ fn get_item_returns_one_result_per_message_in_order() {
                 message: "Id is malformed.".to_owned(),
             }),
         ]),
+    );
+}
+
+#[test]
+fn access_denied_for_one_item_fails_only_that_item() {
+    check(
+        "get_item_access_denied.xml",
+        parse_get_item,
+        Ok(vec![Err(ItemError::Other {
+            code: "ErrorAccessDenied".to_owned(),
+            message: "Access is denied. Check credentials and try again.".to_owned(),
+        })]),
+    );
+}
+
+#[test]
+fn server_busy_for_any_item_fails_the_whole_batch() {
+    check(
+        "get_item_server_busy.xml",
+        parse_get_item,
+        Err(EwsError::Throttled {
+            backoff: Some(Duration::from_millis(2500)),
+        }),
     );
 }
 
@@ -355,6 +387,68 @@ fn calendar_folder_reports_its_id_and_count() {
             change_key: Some("AgAAABYA".to_owned()),
             total_count: Some(42),
         }),
+    );
+}
+
+#[test]
+fn autodiscover_answers_each_mailbox_with_settings_or_its_error() {
+    check(
+        "autodiscover_user_settings.xml",
+        parse_get_user_settings,
+        Ok(vec![
+            Ok(UserSettings {
+                external_ews_url: Some(
+                    "https://outlook.office365.com/EWS/Exchange.asmx".to_owned(),
+                ),
+                internal_ews_url: None,
+                grouping_information: Some("AM6PR04".to_owned()),
+            }),
+            Err(UserSettingsError {
+                code: "InvalidUser".to_owned(),
+                message: Some("Invalid user: 'nobody@contoso.example'".to_owned()),
+                redirect_target: None,
+            }),
+            Err(UserSettingsError {
+                code: "RedirectAddress".to_owned(),
+                message: Some("Redirection address.".to_owned()),
+                redirect_target: Some("room-9@fabrikam.example".to_owned()),
+            }),
+        ]),
+    );
+}
+
+#[test]
+fn resolving_an_alias_returns_the_primary_address() {
+    check(
+        "resolve_names_alias.xml",
+        parse_resolve_names,
+        Ok(vec![person("Lee Park", "user-001@contoso.example")]),
+    );
+}
+
+#[test]
+fn resolving_an_unknown_name_returns_nothing() {
+    check(
+        "resolve_names_no_results.xml",
+        parse_resolve_names,
+        Ok(vec![]),
+    );
+}
+
+#[test]
+fn room_lists_and_rooms_are_listed_with_names_and_addresses() {
+    check(
+        "get_room_lists.xml",
+        parse_get_room_lists,
+        Ok(vec![person("All Rooms", "all-rooms@contoso.example")]),
+    );
+    check(
+        "get_rooms.xml",
+        parse_get_rooms,
+        Ok(vec![
+            person("Room 001", "room-001@contoso.example"),
+            person("Room 002", "room-002@contoso.example"),
+        ]),
     );
 }
 
@@ -527,6 +621,24 @@ fn a_truncated_response_is_malformed() {
     let result = parse_get_item(&bytes[..bytes.len() / 2]);
 
     assert!(matches!(result, Err(EwsError::Malformed(_))), "{result:?}");
+}
+
+#[test]
+fn a_response_cut_at_any_byte_is_an_error_not_a_panic() {
+    let bytes = fixture("get_item_single_and_missing.xml");
+    let document_end = bytes
+        .iter()
+        .rposition(|&byte| byte == b'>')
+        .expect("a document");
+
+    for cut in 0..document_end {
+        let result = parse_get_item(&bytes[..cut]);
+
+        assert!(
+            matches!(result, Err(EwsError::Malformed(_))),
+            "cut at {cut}"
+        );
+    }
 }
 
 #[test]

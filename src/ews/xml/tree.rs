@@ -10,7 +10,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
-use super::names::{NS_ERRORS, NS_MESSAGES, NS_SOAP, NS_TYPES};
+use super::names::{NS_AUTODISCOVER, NS_ERRORS, NS_MESSAGES, NS_SOAP, NS_TYPES};
 
 /// Deepest element nesting accepted in a response.
 pub(crate) const MAX_DEPTH: usize = 64;
@@ -24,6 +24,7 @@ pub(crate) enum Ns {
     Messages,
     Types,
     Errors,
+    Autodiscover,
     /// No namespace (the SOAP fault's `faultcode`, `faultstring`, `detail`).
     None,
     /// Any other namespace, or an undeclared prefix.
@@ -38,6 +39,7 @@ impl Ns {
                 uri if uri == NS_MESSAGES.as_bytes() => Self::Messages,
                 uri if uri == NS_TYPES.as_bytes() => Self::Types,
                 uri if uri == NS_ERRORS.as_bytes() => Self::Errors,
+                uri if uri == NS_AUTODISCOVER.as_bytes() => Self::Autodiscover,
                 _ => Self::Other,
             },
             ResolveResult::Unbound => Self::None,
