@@ -172,7 +172,8 @@ impl Config {
     ///
     /// [`ConfigError::Read`] when the file cannot be read, [`ConfigError::Invalid`]
     /// listing every problem otherwise.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
         let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -1201,7 +1202,7 @@ room_refresh_interval = "soon"
         let config = Config::load(&path).expect("valid");
 
         assert!(matches!(config.exchange.auth, ExchangeAuth::Basic { .. }));
-        let missing = Config::load(&dir.path().join("absent.toml"));
+        let missing = Config::load(dir.path().join("absent.toml"));
         assert!(
             matches!(missing, Err(ConfigError::Read { .. })),
             "{missing:?}"

@@ -795,3 +795,29 @@ async fn of_two_batches_from_one_checkpoint_only_one_lands() {
         subject[..1].to_uppercase()
     );
 }
+
+#[tokio::test]
+async fn concurrent_migrations_apply_each_migration_once() {
+    let db = TestDb::empty().await;
+    let other = db.store.clone();
+
+    let (left, right) = tokio::join!(db.store.migrate(), other.migrate());
+
+    let mut applied = left.expect("left migrate");
+    applied.extend(right.expect("right migrate"));
+    applied.sort();
+    assert_eq!(applied, vec!["V1__booking_tables", "V2__sync_state"]);
+}
+
+#[tokio::test]
+async fn connections_carry_the_configured_statement_timeout() {
+    let db = TestDb::empty().await;
+
+    let client = db.store.pool.get().await.expect("connection");
+    let row = client
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .expect("shown");
+
+    assert_eq!(row.get::<_, String>(0), "30s");
+}
