@@ -280,54 +280,21 @@ async fn apply_in(
     let room = batch.room_id;
     lock_checkpoint(tx, batch, retry).await?;
 
-    let mut outcome = ApplyOutcome::default();
     let removed: Vec<&str> = batch.removed_items.iter().map(ItemId::as_str).collect();
     if !removed.is_empty() {
         tx.execute(INSERT_TOMBSTONES, &[&room.0, &removed]).await?;
     }
     let tombstoned = tombstoned_items(tx, batch).await?;
-    let live: Vec<&ItemWrite> = batch
+    let (live, dead): (Vec<&ItemWrite>, Vec<&ItemWrite>) = batch
         .items
         .iter()
-        .filter(|item| !tombstoned.contains(item.item_id.as_str()))
-        .collect();
-    outcome.stale_skipped += batch
-        .items
+        .partition(|item| !tombstoned.contains(item.item_id.as_str()));
+
+    let mut outcome = upsert_meetings(tx, room, &live).await?;
+    outcome.stale_skipped += dead
         .iter()
-        .filter(|item| tombstoned.contains(item.item_id.as_str()))
         .map(|item| item.meetings.len() as u64)
         .sum::<u64>();
-
-    let (columns, superseded) = meeting_columns(&live);
-    outcome.stale_skipped += superseded;
-    if !columns.uid.is_empty() {
-        let row = tx
-            .query_one(
-                UPSERT_MEETINGS,
-                &[
-                    &room.0,
-                    &columns.uid,
-                    &columns.occurrence_start,
-                    &columns.subject,
-                    &columns.starts_at,
-                    &columns.ends_at,
-                    &columns.is_all_day,
-                    &columns.organizer_email,
-                    &columns.status,
-                    &columns.item_id,
-                    &columns.change_key,
-                    &columns.last_modified,
-                ],
-            )
-            .await?;
-        outcome.inserted = count(row.try_get(0)?);
-        outcome.updated = count(row.try_get(1)?);
-        outcome.unchanged = count(row.try_get(2)?);
-        let rows = columns.uid.len() as u64;
-        outcome.stale_skipped +=
-            rows.saturating_sub(outcome.inserted + outcome.updated + outcome.unchanged);
-    }
-
     if !live.is_empty() {
         let items = item_columns(&live);
         outcome.cancelled += tx
@@ -357,6 +324,49 @@ async fn apply_in(
     if batch.completes_initial_sync {
         tx.execute(COMPLETE_INITIAL_SYNC, &[&room.0]).await?;
     }
+    Ok(outcome)
+}
+
+/// Upserts every meeting of the live items with one statement; fills every count of
+/// the outcome but `cancelled`.
+async fn upsert_meetings(
+    tx: &Transaction<'_>,
+    room: RoomId,
+    live: &[&ItemWrite],
+) -> Result<ApplyOutcome, StoreError> {
+    let (columns, superseded) = meeting_columns(live);
+    let mut outcome = ApplyOutcome {
+        stale_skipped: superseded,
+        ..ApplyOutcome::default()
+    };
+    if columns.uid.is_empty() {
+        return Ok(outcome);
+    }
+    let row = tx
+        .query_one(
+            UPSERT_MEETINGS,
+            &[
+                &room.0,
+                &columns.uid,
+                &columns.occurrence_start,
+                &columns.subject,
+                &columns.starts_at,
+                &columns.ends_at,
+                &columns.is_all_day,
+                &columns.organizer_email,
+                &columns.status,
+                &columns.item_id,
+                &columns.change_key,
+                &columns.last_modified,
+            ],
+        )
+        .await?;
+    outcome.inserted = count(row.try_get(0)?);
+    outcome.updated = count(row.try_get(1)?);
+    outcome.unchanged = count(row.try_get(2)?);
+    let rows = columns.uid.len() as u64;
+    outcome.stale_skipped +=
+        rows.saturating_sub(outcome.inserted + outcome.updated + outcome.unchanged);
     Ok(outcome)
 }
 
