@@ -4,6 +4,7 @@ use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
 
 use super::test_db::TestDb;
 use super::*;
+use crate::domain::{SubscriptionId, SyncState};
 
 /// A fixed instant plus `hours`.
 fn at(hours: i64) -> DateTime<Utc> {
