@@ -35,6 +35,7 @@ use crate::domain::{ChangeKey, ItemId, MailboxAddress};
 pub use apply::{ApplyOutcome, ItemWrite, MailboxBatch, MeetingWrite};
 pub use error::{BoxError, StoreError};
 pub use migrations::SchemaStatus;
+pub use rooms::RoomStatus;
 
 /// Database id of a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

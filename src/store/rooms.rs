@@ -6,6 +6,29 @@ use chrono::{DateTime, Utc};
 use super::{strip_nul, InitialSync, PgStore, Room, RoomId, StoreError, UserId};
 use crate::domain::{MailboxAddress, SubscriptionId, SyncState};
 
+/// What an operator wants to know about one room's sync (for `status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomStatus {
+    /// The room.
+    pub room: Room,
+    /// Whether the room is synchronised.
+    pub sync_enabled: bool,
+    /// A checkpoint is stored.
+    pub has_sync_state: bool,
+    /// The current notification subscription.
+    pub subscription_id: Option<SubscriptionId>,
+    /// When a notification for the room was last seen.
+    pub last_event_at: Option<DateTime<Utc>>,
+    /// When a batch for the room was last written.
+    pub last_sync_at: Option<DateTime<Utc>>,
+    /// The last error, until cleared.
+    pub last_error: Option<String>,
+    /// When the last error happened.
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// Confirmed meetings of the room.
+    pub confirmed_meetings: i64,
+}
+
 impl PgStore {
     /// Creates the room or updates its name and `sync_enabled`; returns its id.
     ///
@@ -256,6 +279,46 @@ impl PgStore {
         self.retrying(|client, _| async move { Ok(client.execute(SQL, &[&room.0]).await?) })
             .await?;
         Ok(())
+    }
+
+    /// The sync status of every room, enabled or not, by id.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
+    pub async fn room_statuses(&self) -> Result<Vec<RoomStatus>, StoreError> {
+        const SQL: &str = "\
+            SELECT r.id, r.email, r.name, r.initial_sync, r.sync_enabled, \
+                s.sync_state IS NOT NULL, s.subscription_id, s.last_event_at, \
+                s.last_sync_at, s.last_error, s.last_error_at, \
+                (SELECT count(*) FROM meetings m \
+                 WHERE m.room_id = r.id AND m.status = 'confirmed') \
+            FROM rooms r LEFT JOIN mailbox_sync s ON s.room_id = r.id \
+            ORDER BY r.id";
+        let rows = self
+            .retrying(|client, _| async move { Ok(client.query(SQL, &[]).await?) })
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RoomStatus {
+                    room: Room {
+                        id: RoomId(row.try_get(0)?),
+                        email: MailboxAddress::new(row.try_get(1)?),
+                        name: row.try_get(2)?,
+                        initial_sync: row.try_get(3)?,
+                    },
+                    sync_enabled: row.try_get(4)?,
+                    has_sync_state: row.try_get::<_, Option<bool>>(5)?.unwrap_or(false),
+                    subscription_id: row.try_get::<_, Option<String>>(6)?.map(SubscriptionId),
+                    last_event_at: row.try_get(7)?,
+                    last_sync_at: row.try_get(8)?,
+                    last_error: row.try_get(9)?,
+                    last_error_at: row.try_get(10)?,
+                    confirmed_meetings: row.try_get(11)?,
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(StoreError::from)
     }
 }
 

@@ -822,3 +822,33 @@ async fn connections_carry_the_configured_statement_timeout() {
 
     assert_eq!(row.get::<_, String>(0), "30s");
 }
+
+#[tokio::test]
+async fn room_statuses_show_every_room_with_its_notes() {
+    let db = TestDb::migrated().await;
+    let room = room(&db).await;
+    db.store
+        .upsert_room(&MailboxAddress::new("off@example.com"), "Off", false)
+        .await
+        .expect("disabled room");
+    let mut first = batch(room, vec![single("a", "ck1", 0, "Planning")]);
+    first.new_sync_state = Some(SyncState::from("state-1"));
+    db.store.apply(&first).await.expect("applied");
+    db.store
+        .record_error(room, Some("throttled"))
+        .await
+        .expect("error");
+    db.store.record_error(room, None).await.expect("cleared");
+
+    let statuses = db.store.room_statuses().await.expect("statuses");
+
+    assert_eq!(statuses.len(), 2);
+    let on = &statuses[0];
+    assert_eq!(on.room.id, room);
+    assert!(on.sync_enabled && on.has_sync_state);
+    assert_eq!(on.confirmed_meetings, 1);
+    assert!(on.last_sync_at.is_some());
+    assert_eq!(on.last_error, None);
+    assert!(on.last_error_at.is_some());
+    assert!(!statuses[1].sync_enabled && !statuses[1].has_sync_state);
+}
