@@ -16,6 +16,7 @@ mod apply;
 mod error;
 mod meetings;
 mod migrations;
+mod reconcile;
 mod rooms;
 mod sql_enum;
 

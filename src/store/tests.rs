@@ -852,3 +852,60 @@ async fn room_statuses_show_every_room_with_its_notes() {
     assert!(on.last_error_at.is_some());
     assert!(!statuses[1].sync_enabled && !statuses[1].has_sync_state);
 }
+
+#[tokio::test]
+async fn a_full_sync_cancels_what_it_no_longer_finds() {
+    let db = TestDb::migrated().await;
+    let room = room(&db).await;
+    db.store
+        .apply(&batch(
+            room,
+            vec![
+                single("a", "ck1", 0, "Kept"),
+                single("b", "ck1", 0, "Deleted unseen"),
+            ],
+        ))
+        .await
+        .expect("before the resync");
+    let started = db.store.database_time().await.expect("time");
+    db.store
+        .apply(&batch(
+            room,
+            vec![single("c", "ck1", 0, "Created during the resync")],
+        ))
+        .await
+        .expect("streamed meanwhile");
+
+    let cancelled = db
+        .store
+        .reconcile_full_sync(room, &[ItemId::from("a")], started)
+        .await
+        .expect("reconciled");
+    let late = db
+        .store
+        .apply(&batch(room, vec![single("b", "ck2", 5, "Late fetch")]))
+        .await
+        .expect("late fetch");
+
+    assert_eq!(cancelled, 1);
+    assert_eq!(late.stale_skipped, 1);
+    let rows: Vec<(String, MeetingStatus)> = db
+        .store
+        .meetings(room)
+        .await
+        .expect("rows")
+        .into_iter()
+        .map(|row| (row.subject, row.status))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("Kept".to_owned(), MeetingStatus::Confirmed),
+            ("Deleted unseen".to_owned(), MeetingStatus::Cancelled),
+            (
+                "Created during the resync".to_owned(),
+                MeetingStatus::Confirmed
+            ),
+        ]
+    );
+}
