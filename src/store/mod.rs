@@ -232,6 +232,17 @@ impl PgStore {
         Ok(store)
     }
 
+    /// Checks once, without retrying, that the database answers (for readiness).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
     /// Closes the pool: running transactions finish, new ones fail as unavailable.
     pub fn close(&self) {
         self.pool.close();

@@ -811,6 +811,20 @@ async fn concurrent_migrations_apply_each_migration_once() {
 }
 
 #[tokio::test]
+async fn a_closed_store_is_unavailable() {
+    let db = TestDb::empty().await;
+    db.store.ping().await.expect("answers while open");
+
+    db.store.close();
+    let result = db.store.ping().await;
+
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
 async fn connections_carry_the_configured_statement_timeout() {
     let db = TestDb::empty().await;
 
@@ -908,4 +922,36 @@ async fn a_full_sync_cancels_what_it_no_longer_finds() {
             ),
         ]
     );
+}
+
+fn database_config(url: &str) -> crate::config::DatabaseConfig {
+    crate::config::DatabaseConfig {
+        url: url.to_owned(),
+        password: None,
+        pool_size: 2,
+        statement_timeout: std::time::Duration::from_secs(5),
+        connect_timeout: std::time::Duration::from_secs(2),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable() {
+    let result = PgStore::connect(&database_config("postgres://postgres@127.0.0.1:1/none")).await;
+
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_database_is_a_lasting_error() {
+    let url = format!(
+        "postgres://postgres@127.0.0.1:5432/bs_missing_{}",
+        uuid::Uuid::new_v4().simple()
+    );
+
+    let result = PgStore::connect(&database_config(&url)).await;
+
+    assert!(matches!(result, Err(StoreError::Database(_))), "{result:?}");
 }
