@@ -172,7 +172,8 @@ impl Config {
     ///
     /// [`ConfigError::Read`] when the file cannot be read, [`ConfigError::Invalid`]
     /// listing every problem otherwise.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
         let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -469,9 +470,20 @@ impl Problems {
         }
     }
 
-    /// Reads a secret file (trailing line breaks removed).
+    /// Reads a secret file (trailing line breaks removed). A file other users may
+    /// read or write is refused: the secret would not be one.
     fn secret_file(&mut self, key: &str, base: &Path, path: &Path) -> Option<SecretString> {
         let full = base.join(path);
+        if world_accessible(&full) {
+            self.add(
+                key,
+                format!(
+                    "{} is accessible to every user; restrict it with chmod o-rwx",
+                    full.display()
+                ),
+            );
+            return None;
+        }
         match fs::read_to_string(&full) {
             Ok(content) => {
                 let secret = content.trim_end_matches(['\r', '\n']);
@@ -825,6 +837,21 @@ fn validate_sync(problems: &mut Problems, raw: RawSync) -> SyncConfig {
     }
 }
 
+/// Whether a file's permissions let any user of the machine read or write it.
+#[cfg(unix)]
+fn world_accessible(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Read, write and execute bits for "others".
+    const OTHERS: u32 = 0o007;
+    fs::metadata(path).is_ok_and(|metadata| metadata.permissions().mode() & OTHERS != 0)
+}
+
+#[cfg(not(unix))]
+fn world_accessible(_path: &Path) -> bool {
+    false
+}
+
 fn describe_problems(problems: &[ConfigProblem]) -> String {
     let mut text = format!(
         "the configuration has {} problem{}",
@@ -1129,6 +1156,22 @@ room_refresh_interval = "soon"
     }
 
     #[test]
+    fn a_secret_file_every_user_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let secret = secret_file("pw\n");
+        fs::set_permissions(secret.path(), fs::Permissions::from_mode(0o644)).expect("chmod");
+        let text = format!(
+            "{MINIMAL}auth = \"basic\"\nusername = \"svc\"\npassword_file = {:?}\n",
+            secret.path()
+        );
+
+        let found = problems(&text);
+
+        assert_eq!(keys(&found), vec!["exchange.password_file"]);
+        assert!(found[0].message.contains("chmod"), "{}", found[0].message);
+    }
+
+    #[test]
     fn a_missing_secret_file_names_the_key_and_path() {
         let text = format!(
             "{MINIMAL}auth = \"basic\"\nusername = \"svc\"\npassword_file = \"/nonexistent/pw\"\n"
@@ -1191,7 +1234,10 @@ room_refresh_interval = "soon"
     #[test]
     fn relative_secret_paths_resolve_against_the_configuration_file() {
         let dir = tempfile::tempdir().expect("temp dir");
-        fs::write(dir.path().join("ews.secret"), "pw\n").expect("secret written");
+        let secret = dir.path().join("ews.secret");
+        fs::write(&secret, "pw\n").expect("secret written");
+        fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
         let path = dir.path().join("booking-sync.toml");
         let text = format!(
             "{MINIMAL}auth = \"basic\"\nusername = \"svc\"\npassword_file = \"ews.secret\"\n"
@@ -1201,7 +1247,7 @@ room_refresh_interval = "soon"
         let config = Config::load(&path).expect("valid");
 
         assert!(matches!(config.exchange.auth, ExchangeAuth::Basic { .. }));
-        let missing = Config::load(&dir.path().join("absent.toml"));
+        let missing = Config::load(dir.path().join("absent.toml"));
         assert!(
             matches!(missing, Err(ConfigError::Read { .. })),
             "{missing:?}"

@@ -14,7 +14,10 @@
 
 mod apply;
 mod error;
+mod meetings;
 mod migrations;
+mod reconcile;
+mod rooms;
 mod sql_enum;
 
 use std::fmt;
@@ -28,11 +31,12 @@ use secrecy::ExposeSecret;
 use tokio_postgres::NoTls;
 
 use crate::config::DatabaseConfig;
-use crate::domain::{ChangeKey, ItemId, MailboxAddress, SubscriptionId, SyncState};
+use crate::domain::{ChangeKey, ItemId, MailboxAddress};
 
 pub use apply::{ApplyOutcome, ItemWrite, MailboxBatch, MeetingWrite};
 pub use error::{BoxError, StoreError};
 pub use migrations::SchemaStatus;
+pub use rooms::RoomStatus;
 
 /// Database id of a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -228,307 +232,20 @@ impl PgStore {
         Ok(store)
     }
 
+    /// Checks once, without retrying, that the database answers (for readiness).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
     /// Closes the pool: running transactions finish, new ones fail as unavailable.
     pub fn close(&self) {
         self.pool.close();
-    }
-
-    /// Creates the room or updates its name and `sync_enabled`; returns its id.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
-    pub async fn upsert_room(
-        &self,
-        email: &MailboxAddress,
-        name: &str,
-        sync_enabled: bool,
-    ) -> Result<RoomId, StoreError> {
-        const SQL: &str = "\
-            WITH room AS ( \
-                INSERT INTO rooms (email, name, sync_enabled) VALUES ($1, $2, $3) \
-                ON CONFLICT ((lower(email))) DO UPDATE \
-                SET name = EXCLUDED.name, sync_enabled = EXCLUDED.sync_enabled, \
-                    updated_at = now() \
-                RETURNING id \
-            ), state AS ( \
-                INSERT INTO mailbox_sync (room_id) SELECT id FROM room \
-                ON CONFLICT (room_id) DO NOTHING \
-            ) \
-            SELECT id FROM room";
-        let name = strip_nul(name);
-        let name = name.as_str();
-        let row = self
-            .retrying(|client, _| async move {
-                Ok(client
-                    .query_one(SQL, &[&email.as_str(), &name, &sync_enabled])
-                    .await?)
-            })
-            .await?;
-        Ok(RoomId(row.get(0)))
-    }
-
-    /// Turns synchronisation of a room on or off; `false` when no such room exists.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
-    pub async fn set_room_sync_enabled(
-        &self,
-        email: &MailboxAddress,
-        enabled: bool,
-    ) -> Result<bool, StoreError> {
-        const SQL: &str = "UPDATE rooms SET sync_enabled = $2, updated_at = now() \
-                           WHERE lower(email) = lower($1)";
-        let count = self
-            .retrying(|client, _| async move {
-                Ok(client.execute(SQL, &[&email.as_str(), &enabled]).await?)
-            })
-            .await?;
-        Ok(count > 0)
-    }
-
-    /// Creates the user or updates the display name; returns the id. Meetings already
-    /// organised by that address and not yet linked to a user are linked to this one.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
-    pub async fn upsert_user(
-        &self,
-        email: &MailboxAddress,
-        display_name: &str,
-    ) -> Result<UserId, StoreError> {
-        const SQL: &str = "\
-            WITH person AS ( \
-                INSERT INTO users (email, display_name) VALUES ($1, $2) \
-                ON CONFLICT ((lower(email))) DO UPDATE \
-                SET display_name = EXCLUDED.display_name, updated_at = now() \
-                RETURNING id \
-            ), linked AS ( \
-                UPDATE meetings SET organizer_user_id = (SELECT id FROM person), \
-                    updated_at = now() \
-                WHERE organizer_user_id IS NULL AND organizer_email IS NOT NULL \
-                  AND lower(organizer_email) = lower($1) \
-            ) \
-            SELECT id FROM person";
-        let display_name = strip_nul(display_name);
-        let display_name = display_name.as_str();
-        let row = self
-            .retrying(|client, _| async move {
-                Ok(client
-                    .query_one(SQL, &[&email.as_str(), &display_name])
-                    .await?)
-            })
-            .await?;
-        Ok(UserId(row.get(0)))
-    }
-
-    /// Every room with `sync_enabled`, by id.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
-    pub async fn enabled_rooms(&self) -> Result<Vec<Room>, StoreError> {
-        const SQL: &str = "SELECT id, email, name, initial_sync FROM rooms \
-                           WHERE sync_enabled ORDER BY id";
-        let rows = self
-            .retrying(|client, _| async move { Ok(client.query(SQL, &[]).await?) })
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Room {
-                    id: RoomId(row.try_get(0)?),
-                    email: MailboxAddress::new(row.try_get(1)?),
-                    name: row.try_get(2)?,
-                    initial_sync: row.try_get(3)?,
-                })
-            })
-            .collect::<Result<_, tokio_postgres::Error>>()
-            .map_err(StoreError::from)
-    }
-
-    /// The stored SyncFolderItems checkpoint of a room (`None`: start from scratch).
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
-    pub async fn sync_state(&self, room: RoomId) -> Result<Option<SyncState>, StoreError> {
-        const SQL: &str = "SELECT sync_state FROM mailbox_sync WHERE room_id = $1";
-        let row = self
-            .retrying(|client, _| async move { Ok(client.query_opt(SQL, &[&room.0]).await?) })
-            .await?;
-        let state: Option<String> = match row {
-            Some(row) => row.try_get(0)?,
-            None => None,
-        };
-        Ok(state.map(SyncState))
-    }
-
-    /// Records the room's current notification subscription (`None`: it has none).
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::NotFound`] for an unknown room, [`StoreError::Unavailable`] or
-    /// [`StoreError::Database`].
-    pub async fn record_subscription(
-        &self,
-        room: RoomId,
-        id: Option<&SubscriptionId>,
-    ) -> Result<(), StoreError> {
-        const SQL: &str = "\
-            INSERT INTO mailbox_sync (room_id, subscription_id) \
-            SELECT id, $2 FROM rooms WHERE id = $1 \
-            ON CONFLICT (room_id) DO UPDATE \
-            SET subscription_id = EXCLUDED.subscription_id, updated_at = now()";
-        let id = id.map(SubscriptionId::as_str);
-        let count = self
-            .retrying(|client, _| async move { Ok(client.execute(SQL, &[&room.0, &id]).await?) })
-            .await?;
-        found(count, room)
-    }
-
-    /// Records when notifications were last seen, for many rooms in one statement.
-    /// A time never moves backwards; unknown rooms are ignored.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
-    pub async fn record_events(&self, seen: &[(RoomId, DateTime<Utc>)]) -> Result<(), StoreError> {
-        const SQL: &str = "\
-            INSERT INTO mailbox_sync (room_id, last_event_at) \
-            SELECT seen.room_id, max(seen.at) \
-            FROM unnest($1::bigint[], $2::timestamptz[]) AS seen(room_id, at) \
-            JOIN rooms ON rooms.id = seen.room_id \
-            GROUP BY seen.room_id \
-            ORDER BY seen.room_id \
-            ON CONFLICT (room_id) DO UPDATE \
-            SET last_event_at = GREATEST(mailbox_sync.last_event_at, EXCLUDED.last_event_at), \
-                updated_at = now()";
-        if seen.is_empty() {
-            return Ok(());
-        }
-        let rooms: Vec<i64> = seen.iter().map(|(room, _)| room.0).collect();
-        let times: Vec<DateTime<Utc>> = seen.iter().map(|(_, at)| *at).collect();
-        let (rooms, times) = (&rooms, &times);
-        self.retrying(|client, _| async move { Ok(client.execute(SQL, &[rooms, times]).await?) })
-            .await?;
-        Ok(())
-    }
-
-    /// Records the room's last error (`None` clears it; `last_error_at` keeps the
-    /// time of the last error seen).
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::NotFound`] for an unknown room, [`StoreError::Unavailable`] or
-    /// [`StoreError::Database`].
-    pub async fn record_error(&self, room: RoomId, error: Option<&str>) -> Result<(), StoreError> {
-        const SQL: &str = "\
-            INSERT INTO mailbox_sync (room_id, last_error, last_error_at) \
-            SELECT id, $2::text, CASE WHEN $2::text IS NULL THEN NULL ELSE now() END \
-            FROM rooms WHERE id = $1 \
-            ON CONFLICT (room_id) DO UPDATE \
-            SET last_error = EXCLUDED.last_error, \
-                last_error_at = COALESCE(EXCLUDED.last_error_at, mailbox_sync.last_error_at), \
-                updated_at = now()";
-        let error = error.map(strip_nul);
-        let error = error.as_deref();
-        let count = self
-            .retrying(|client, _| async move { Ok(client.execute(SQL, &[&room.0, &error]).await?) })
-            .await?;
-        found(count, room)
-    }
-
-    /// Sets the progress of the room's first full synchronisation, with the reason
-    /// for a failure (cleared otherwise). `Complete` also stamps the completion time.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::NotFound`] for an unknown room, [`StoreError::Unavailable`] or
-    /// [`StoreError::Database`].
-    pub async fn set_initial_sync(
-        &self,
-        room: RoomId,
-        state: InitialSync,
-        reason: Option<&str>,
-    ) -> Result<(), StoreError> {
-        const SQL: &str = "\
-            UPDATE rooms SET initial_sync = $2, initial_sync_error = $3, \
-                initial_sync_completed_at = CASE WHEN $2 = 'complete' THEN now() \
-                    ELSE initial_sync_completed_at END, \
-                updated_at = now() \
-            WHERE id = $1";
-        let reason = reason.map(strip_nul);
-        let reason = reason.as_deref();
-        let state = state.as_str();
-        let count = self
-            .retrying(|client, _| async move {
-                Ok(client.execute(SQL, &[&room.0, &state, &reason]).await?)
-            })
-            .await?;
-        found(count, room)
-    }
-
-    /// Forgets the room's checkpoint (Exchange rejected it): the next sync starts
-    /// from scratch.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
-    pub async fn reset_sync_state(&self, room: RoomId) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE mailbox_sync SET sync_state = NULL, updated_at = now() \
-                           WHERE room_id = $1";
-        self.retrying(|client, _| async move { Ok(client.execute(SQL, &[&room.0]).await?) })
-            .await?;
-        Ok(())
-    }
-
-    /// Every meeting row of a room, by start.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
-    pub async fn meetings(&self, room: RoomId) -> Result<Vec<MeetingRow>, StoreError> {
-        const SQL: &str = "\
-            SELECT id, room_id, exchange_uid, occurrence_start, subject, starts_at, ends_at, \
-                is_all_day, organizer_email, organizer_user_id, status, source, \
-                exchange_item_id, exchange_change_key, exchange_last_modified, fetched_at, \
-                updated_at \
-            FROM meetings WHERE room_id = $1 ORDER BY starts_at, id";
-        let rows = self
-            .retrying(|client, _| async move { Ok(client.query(SQL, &[&room.0]).await?) })
-            .await?;
-        rows.iter()
-            .map(meeting_row)
-            .collect::<Result<_, tokio_postgres::Error>>()
-            .map_err(StoreError::from)
-    }
-
-    /// Number of meeting rows in all rooms.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
-    pub async fn meeting_count(&self) -> Result<i64, StoreError> {
-        const SQL: &str = "SELECT count(*) FROM meetings";
-        let row = self
-            .retrying(|client, _| async move { Ok(client.query_one(SQL, &[]).await?) })
-            .await?;
-        Ok(row.try_get(0)?)
-    }
-
-    /// Deletes tombstones older than `age`; returns how many went.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
-    pub async fn purge_tombstones(&self, age: Duration) -> Result<u64, StoreError> {
-        const SQL: &str = "DELETE FROM deleted_items \
-                           WHERE deleted_at < now() - make_interval(secs => $1)";
-        let seconds = age.as_secs_f64();
-        self.retrying(|client, _| async move { Ok(client.execute(SQL, &[&seconds]).await?) })
-            .await
     }
 
     /// Runs `attempt` with a pooled connection, retrying transient failures on a
@@ -590,42 +307,6 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 /// one hostile subject block a mailbox forever.
 fn strip_nul(text: &str) -> String {
     text.replace('\0', "")
-}
-
-fn found(count: u64, room: RoomId) -> Result<(), StoreError> {
-    if count == 0 {
-        Err(StoreError::NotFound(format!("room {room}")))
-    } else {
-        Ok(())
-    }
-}
-
-fn meeting_row(row: &tokio_postgres::Row) -> Result<MeetingRow, tokio_postgres::Error> {
-    Ok(MeetingRow {
-        id: row.try_get("id")?,
-        room_id: RoomId(row.try_get("room_id")?),
-        exchange_uid: row.try_get("exchange_uid")?,
-        occurrence_start: row.try_get("occurrence_start")?,
-        subject: row.try_get("subject")?,
-        starts_at: row.try_get("starts_at")?,
-        ends_at: row.try_get("ends_at")?,
-        is_all_day: row.try_get("is_all_day")?,
-        organizer_email: row.try_get("organizer_email")?,
-        organizer_user_id: row
-            .try_get::<_, Option<i64>>("organizer_user_id")?
-            .map(UserId),
-        status: row.try_get("status")?,
-        source: row.try_get("source")?,
-        exchange_item_id: row
-            .try_get::<_, Option<String>>("exchange_item_id")?
-            .map(ItemId),
-        exchange_change_key: row
-            .try_get::<_, Option<String>>("exchange_change_key")?
-            .map(ChangeKey),
-        exchange_last_modified: row.try_get("exchange_last_modified")?,
-        fetched_at: row.try_get("fetched_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
 
 use super::test_db::TestDb;
 use super::*;
+use crate::domain::{SubscriptionId, SyncState};
 
 /// A fixed instant plus `hours`.
 fn at(hours: i64) -> DateTime<Utc> {
@@ -794,4 +795,163 @@ async fn of_two_batches_from_one_checkpoint_only_one_lands() {
         state.as_str().to_uppercase()[..1],
         subject[..1].to_uppercase()
     );
+}
+
+#[tokio::test]
+async fn concurrent_migrations_apply_each_migration_once() {
+    let db = TestDb::empty().await;
+    let other = db.store.clone();
+
+    let (left, right) = tokio::join!(db.store.migrate(), other.migrate());
+
+    let mut applied = left.expect("left migrate");
+    applied.extend(right.expect("right migrate"));
+    applied.sort();
+    assert_eq!(applied, vec!["V1__booking_tables", "V2__sync_state"]);
+}
+
+#[tokio::test]
+async fn a_closed_store_is_unavailable() {
+    let db = TestDb::empty().await;
+    db.store.ping().await.expect("answers while open");
+
+    db.store.close();
+    let result = db.store.ping().await;
+
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn connections_carry_the_configured_statement_timeout() {
+    let db = TestDb::empty().await;
+
+    let client = db.store.pool.get().await.expect("connection");
+    let row = client
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .expect("shown");
+
+    assert_eq!(row.get::<_, String>(0), "30s");
+}
+
+#[tokio::test]
+async fn room_statuses_show_every_room_with_its_notes() {
+    let db = TestDb::migrated().await;
+    let room = room(&db).await;
+    db.store
+        .upsert_room(&MailboxAddress::new("off@example.com"), "Off", false)
+        .await
+        .expect("disabled room");
+    let mut first = batch(room, vec![single("a", "ck1", 0, "Planning")]);
+    first.new_sync_state = Some(SyncState::from("state-1"));
+    db.store.apply(&first).await.expect("applied");
+    db.store
+        .record_error(room, Some("throttled"))
+        .await
+        .expect("error");
+    db.store.record_error(room, None).await.expect("cleared");
+
+    let statuses = db.store.room_statuses().await.expect("statuses");
+
+    assert_eq!(statuses.len(), 2);
+    let on = &statuses[0];
+    assert_eq!(on.room.id, room);
+    assert!(on.sync_enabled && on.has_sync_state);
+    assert_eq!(on.confirmed_meetings, 1);
+    assert!(on.last_sync_at.is_some());
+    assert_eq!(on.last_error, None);
+    assert!(on.last_error_at.is_some());
+    assert!(!statuses[1].sync_enabled && !statuses[1].has_sync_state);
+}
+
+#[tokio::test]
+async fn a_full_sync_cancels_what_it_no_longer_finds() {
+    let db = TestDb::migrated().await;
+    let room = room(&db).await;
+    db.store
+        .apply(&batch(
+            room,
+            vec![
+                single("a", "ck1", 0, "Kept"),
+                single("b", "ck1", 0, "Deleted unseen"),
+            ],
+        ))
+        .await
+        .expect("before the resync");
+    let started = db.store.database_time().await.expect("time");
+    db.store
+        .apply(&batch(
+            room,
+            vec![single("c", "ck1", 0, "Created during the resync")],
+        ))
+        .await
+        .expect("streamed meanwhile");
+
+    let cancelled = db
+        .store
+        .reconcile_full_sync(room, &[ItemId::from("a")], started)
+        .await
+        .expect("reconciled");
+    let late = db
+        .store
+        .apply(&batch(room, vec![single("b", "ck2", 5, "Late fetch")]))
+        .await
+        .expect("late fetch");
+
+    assert_eq!(cancelled, 1);
+    assert_eq!(late.stale_skipped, 1);
+    let rows: Vec<(String, MeetingStatus)> = db
+        .store
+        .meetings(room)
+        .await
+        .expect("rows")
+        .into_iter()
+        .map(|row| (row.subject, row.status))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("Kept".to_owned(), MeetingStatus::Confirmed),
+            ("Deleted unseen".to_owned(), MeetingStatus::Cancelled),
+            (
+                "Created during the resync".to_owned(),
+                MeetingStatus::Confirmed
+            ),
+        ]
+    );
+}
+
+fn database_config(url: &str) -> crate::config::DatabaseConfig {
+    crate::config::DatabaseConfig {
+        url: url.to_owned(),
+        password: None,
+        pool_size: 2,
+        statement_timeout: std::time::Duration::from_secs(5),
+        connect_timeout: std::time::Duration::from_secs(2),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable() {
+    let result = PgStore::connect(&database_config("postgres://postgres@127.0.0.1:1/none")).await;
+
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_database_is_a_lasting_error() {
+    let url = format!(
+        "postgres://postgres@127.0.0.1:5432/bs_missing_{}",
+        uuid::Uuid::new_v4().simple()
+    );
+
+    let result = PgStore::connect(&database_config(&url)).await;
+
+    assert!(matches!(result, Err(StoreError::Database(_))), "{result:?}");
 }

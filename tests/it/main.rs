@@ -5,5 +5,6 @@ mod ews_requests;
 mod pipeline;
 mod process;
 mod sim_core;
+mod store_api;
 mod support;
 mod xsd_harness;

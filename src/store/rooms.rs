@@ -1,0 +1,331 @@
+//! Rooms, users and the per-mailbox sync notes: checkpoint, subscription, last
+//! event, last error and the progress of the first full synchronisation.
+
+use chrono::{DateTime, Utc};
+
+use super::{strip_nul, InitialSync, PgStore, Room, RoomId, StoreError, UserId};
+use crate::domain::{MailboxAddress, SubscriptionId, SyncState};
+
+/// What an operator wants to know about one room's sync (for `status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomStatus {
+    /// The room.
+    pub room: Room,
+    /// Whether the room is synchronised.
+    pub sync_enabled: bool,
+    /// A checkpoint is stored.
+    pub has_sync_state: bool,
+    /// The current notification subscription.
+    pub subscription_id: Option<SubscriptionId>,
+    /// When a notification for the room was last seen.
+    pub last_event_at: Option<DateTime<Utc>>,
+    /// When a batch for the room was last written.
+    pub last_sync_at: Option<DateTime<Utc>>,
+    /// The last error, until cleared.
+    pub last_error: Option<String>,
+    /// When the last error happened.
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// Confirmed meetings of the room.
+    pub confirmed_meetings: i64,
+}
+
+impl PgStore {
+    /// Creates the room or updates its name and `sync_enabled`; returns its id.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
+    pub async fn upsert_room(
+        &self,
+        email: &MailboxAddress,
+        name: &str,
+        sync_enabled: bool,
+    ) -> Result<RoomId, StoreError> {
+        const SQL: &str = "\
+            WITH room AS ( \
+                INSERT INTO rooms (email, name, sync_enabled) VALUES ($1, $2, $3) \
+                ON CONFLICT ((lower(email))) DO UPDATE \
+                SET name = EXCLUDED.name, sync_enabled = EXCLUDED.sync_enabled, \
+                    updated_at = now() \
+                RETURNING id \
+            ), state AS ( \
+                INSERT INTO mailbox_sync (room_id) SELECT id FROM room \
+                ON CONFLICT (room_id) DO NOTHING \
+            ) \
+            SELECT id FROM room";
+        let name = strip_nul(name);
+        let name = name.as_str();
+        let row = self
+            .retrying(|client, _| async move {
+                Ok(client
+                    .query_one(SQL, &[&email.as_str(), &name, &sync_enabled])
+                    .await?)
+            })
+            .await?;
+        Ok(RoomId(row.get(0)))
+    }
+
+    /// Turns synchronisation of a room on or off; `false` when no such room exists.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
+    pub async fn set_room_sync_enabled(
+        &self,
+        email: &MailboxAddress,
+        enabled: bool,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE rooms SET sync_enabled = $2, updated_at = now() \
+                           WHERE lower(email) = lower($1)";
+        let count = self
+            .retrying(|client, _| async move {
+                Ok(client.execute(SQL, &[&email.as_str(), &enabled]).await?)
+            })
+            .await?;
+        Ok(count > 0)
+    }
+
+    /// Creates the user or updates the display name; returns the id. Meetings already
+    /// organised by that address and not yet linked to a user are linked to this one.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
+    pub async fn upsert_user(
+        &self,
+        email: &MailboxAddress,
+        display_name: &str,
+    ) -> Result<UserId, StoreError> {
+        const SQL: &str = "\
+            WITH person AS ( \
+                INSERT INTO users (email, display_name) VALUES ($1, $2) \
+                ON CONFLICT ((lower(email))) DO UPDATE \
+                SET display_name = EXCLUDED.display_name, updated_at = now() \
+                RETURNING id \
+            ), linked AS ( \
+                UPDATE meetings SET organizer_user_id = (SELECT id FROM person), \
+                    updated_at = now() \
+                WHERE organizer_user_id IS NULL AND organizer_email IS NOT NULL \
+                  AND lower(organizer_email) = lower($1) \
+            ) \
+            SELECT id FROM person";
+        let display_name = strip_nul(display_name);
+        let display_name = display_name.as_str();
+        let row = self
+            .retrying(|client, _| async move {
+                Ok(client
+                    .query_one(SQL, &[&email.as_str(), &display_name])
+                    .await?)
+            })
+            .await?;
+        Ok(UserId(row.get(0)))
+    }
+
+    /// Every room with `sync_enabled`, by id.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
+    pub async fn enabled_rooms(&self) -> Result<Vec<Room>, StoreError> {
+        const SQL: &str = "SELECT id, email, name, initial_sync FROM rooms \
+                           WHERE sync_enabled ORDER BY id";
+        let rows = self
+            .retrying(|client, _| async move { Ok(client.query(SQL, &[]).await?) })
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Room {
+                    id: RoomId(row.try_get(0)?),
+                    email: MailboxAddress::new(row.try_get(1)?),
+                    name: row.try_get(2)?,
+                    initial_sync: row.try_get(3)?,
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// The stored SyncFolderItems checkpoint of a room (`None`: start from scratch).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
+    pub async fn sync_state(&self, room: RoomId) -> Result<Option<SyncState>, StoreError> {
+        const SQL: &str = "SELECT sync_state FROM mailbox_sync WHERE room_id = $1";
+        let row = self
+            .retrying(|client, _| async move { Ok(client.query_opt(SQL, &[&room.0]).await?) })
+            .await?;
+        let state: Option<String> = match row {
+            Some(row) => row.try_get(0)?,
+            None => None,
+        };
+        Ok(state.map(SyncState))
+    }
+
+    /// Records the room's current notification subscription (`None`: it has none).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown room, [`StoreError::Unavailable`] or
+    /// [`StoreError::Database`].
+    pub async fn record_subscription(
+        &self,
+        room: RoomId,
+        id: Option<&SubscriptionId>,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "\
+            INSERT INTO mailbox_sync (room_id, subscription_id) \
+            SELECT id, $2 FROM rooms WHERE id = $1 \
+            ON CONFLICT (room_id) DO UPDATE \
+            SET subscription_id = EXCLUDED.subscription_id, updated_at = now()";
+        let id = id.map(SubscriptionId::as_str);
+        let count = self
+            .retrying(|client, _| async move { Ok(client.execute(SQL, &[&room.0, &id]).await?) })
+            .await?;
+        found(count, room)
+    }
+
+    /// Records when notifications were last seen, for many rooms in one statement.
+    /// A time never moves backwards; unknown rooms are ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
+    pub async fn record_events(&self, seen: &[(RoomId, DateTime<Utc>)]) -> Result<(), StoreError> {
+        const SQL: &str = "\
+            INSERT INTO mailbox_sync (room_id, last_event_at) \
+            SELECT seen.room_id, max(seen.at) \
+            FROM unnest($1::bigint[], $2::timestamptz[]) AS seen(room_id, at) \
+            JOIN rooms ON rooms.id = seen.room_id \
+            GROUP BY seen.room_id \
+            ORDER BY seen.room_id \
+            ON CONFLICT (room_id) DO UPDATE \
+            SET last_event_at = GREATEST(mailbox_sync.last_event_at, EXCLUDED.last_event_at), \
+                updated_at = now()";
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let rooms: Vec<i64> = seen.iter().map(|(room, _)| room.0).collect();
+        let times: Vec<DateTime<Utc>> = seen.iter().map(|(_, at)| *at).collect();
+        let (rooms, times) = (&rooms, &times);
+        self.retrying(|client, _| async move { Ok(client.execute(SQL, &[rooms, times]).await?) })
+            .await?;
+        Ok(())
+    }
+
+    /// Records the room's last error (`None` clears it; `last_error_at` keeps the
+    /// time of the last error seen).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown room, [`StoreError::Unavailable`] or
+    /// [`StoreError::Database`].
+    pub async fn record_error(&self, room: RoomId, error: Option<&str>) -> Result<(), StoreError> {
+        const SQL: &str = "\
+            INSERT INTO mailbox_sync (room_id, last_error, last_error_at) \
+            SELECT id, $2::text, CASE WHEN $2::text IS NULL THEN NULL ELSE now() END \
+            FROM rooms WHERE id = $1 \
+            ON CONFLICT (room_id) DO UPDATE \
+            SET last_error = EXCLUDED.last_error, \
+                last_error_at = COALESCE(EXCLUDED.last_error_at, mailbox_sync.last_error_at), \
+                updated_at = now()";
+        let error = error.map(strip_nul);
+        let error = error.as_deref();
+        let count = self
+            .retrying(|client, _| async move { Ok(client.execute(SQL, &[&room.0, &error]).await?) })
+            .await?;
+        found(count, room)
+    }
+
+    /// Sets the progress of the room's first full synchronisation, with the reason
+    /// for a failure (cleared otherwise). `Complete` also stamps the completion time.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown room, [`StoreError::Unavailable`] or
+    /// [`StoreError::Database`].
+    pub async fn set_initial_sync(
+        &self,
+        room: RoomId,
+        state: InitialSync,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "\
+            UPDATE rooms SET initial_sync = $2, initial_sync_error = $3, \
+                initial_sync_completed_at = CASE WHEN $2 = 'complete' THEN now() \
+                    ELSE initial_sync_completed_at END, \
+                updated_at = now() \
+            WHERE id = $1";
+        let reason = reason.map(strip_nul);
+        let reason = reason.as_deref();
+        let state = state.as_str();
+        let count = self
+            .retrying(|client, _| async move {
+                Ok(client.execute(SQL, &[&room.0, &state, &reason]).await?)
+            })
+            .await?;
+        found(count, room)
+    }
+
+    /// Forgets the room's checkpoint (Exchange rejected it): the next sync starts
+    /// from scratch.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
+    pub async fn reset_sync_state(&self, room: RoomId) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE mailbox_sync SET sync_state = NULL, updated_at = now() \
+                           WHERE room_id = $1";
+        self.retrying(|client, _| async move { Ok(client.execute(SQL, &[&room.0]).await?) })
+            .await?;
+        Ok(())
+    }
+
+    /// The sync status of every room, enabled or not, by id.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
+    pub async fn room_statuses(&self) -> Result<Vec<RoomStatus>, StoreError> {
+        const SQL: &str = "\
+            SELECT r.id, r.email, r.name, r.initial_sync, r.sync_enabled, \
+                s.sync_state IS NOT NULL, s.subscription_id, s.last_event_at, \
+                s.last_sync_at, s.last_error, s.last_error_at, \
+                (SELECT count(*) FROM meetings m \
+                 WHERE m.room_id = r.id AND m.status = 'confirmed') \
+            FROM rooms r LEFT JOIN mailbox_sync s ON s.room_id = r.id \
+            ORDER BY r.id";
+        let rows = self
+            .retrying(|client, _| async move { Ok(client.query(SQL, &[]).await?) })
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RoomStatus {
+                    room: Room {
+                        id: RoomId(row.try_get(0)?),
+                        email: MailboxAddress::new(row.try_get(1)?),
+                        name: row.try_get(2)?,
+                        initial_sync: row.try_get(3)?,
+                    },
+                    sync_enabled: row.try_get(4)?,
+                    has_sync_state: row.try_get::<_, Option<bool>>(5)?.unwrap_or(false),
+                    subscription_id: row.try_get::<_, Option<String>>(6)?.map(SubscriptionId),
+                    last_event_at: row.try_get(7)?,
+                    last_sync_at: row.try_get(8)?,
+                    last_error: row.try_get(9)?,
+                    last_error_at: row.try_get(10)?,
+                    confirmed_meetings: row.try_get(11)?,
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(StoreError::from)
+    }
+}
+
+fn found(count: u64, room: RoomId) -> Result<(), StoreError> {
+    if count == 0 {
+        Err(StoreError::NotFound(format!("room {room}")))
+    } else {
+        Ok(())
+    }
+}
