@@ -28,6 +28,8 @@ use super::SimError;
 const GOID_CLASS: [u8; 16] = [
     0x04, 0x00, 0x00, 0x00, 0x82, 0x00, 0xE0, 0x00, 0x74, 0xC5, 0xB7, 0x10, 0x1A, 0x82, 0xE0, 0x08,
 ];
+/// 2020-01-01 as seconds since 1601 (the FILETIME epoch), the base of UID creation times.
+const UID_EPOCH_SECONDS: u64 = 13_222_310_400;
 /// Most instances one series expansion produces.
 const MAX_INSTANCES: usize = 100_000;
 /// The prefix Exchange puts before a cancelled meeting's subject.
@@ -780,12 +782,14 @@ impl Model {
         BASE64.encode(bytes)
     }
 
-    fn mint_uid(&mut self, created: DateTime<Utc>) -> String {
+    fn mint_uid(&mut self) -> String {
         let key = self.next_key;
         let mut data = Vec::with_capacity(56);
         data.extend_from_slice(&GOID_CLASS);
         data.extend_from_slice(&[0, 0, 0, 0]);
-        let filetime = (created.timestamp() as u64 + 11_644_473_600) * 10_000_000;
+        // The creation time inside the id is derived from the key, not the clock, so a
+        // seed always yields the same UIDs.
+        let filetime = (UID_EPOCH_SECONDS + key) * 10_000_000;
         data.extend_from_slice(&filetime.to_le_bytes());
         data.extend_from_slice(&[0; 8]);
         data.extend_from_slice(&16u32.to_le_bytes());
@@ -883,7 +887,7 @@ impl Model {
         let now = self.tick();
         let uid = match new.uid {
             Some(uid) if !uid.trim().is_empty() => uid,
-            _ => self.mint_uid(now),
+            _ => self.mint_uid(),
         };
         if self.mailboxes[index].by_uid.contains_key(&uid) {
             return Err(SimError::Conflict(format!(
@@ -1455,6 +1459,18 @@ impl Model {
         if let Some(rule) = &entry.recurrence {
             snapshot.item_type = CalendarItemType::RecurringMaster;
             snapshot.recurrence = Some(rule.clone());
+        }
+        snapshot
+    }
+
+    /// Adds what only GetItem of a master shows: first/last, modified and deleted occurrences.
+    fn add_series_fields(
+        &self,
+        snapshot: &mut ItemSnapshot,
+        mailbox: &Mailbox,
+        entry: &CalendarEntry,
+    ) {
+        if let Some(rule) = &entry.recurrence {
             let series_timing = timing(entry);
             let horizon = entry.start + Duration::days(366 * 5);
             let instances = expand_series(rule, &series_timing, entry.start, horizon);
@@ -1485,7 +1501,6 @@ impl Model {
                 .collect();
             snapshot.deleted_occurrences = entry.deleted_occurrences.iter().copied().collect();
         }
-        snapshot
     }
 
     fn occurrence_snapshot(
@@ -1503,10 +1518,6 @@ impl Model {
         snapshot.is_recurring = true;
         snapshot.item_type = CalendarItemType::Occurrence;
         snapshot.recurrence = None;
-        snapshot.first_occurrence = None;
-        snapshot.last_occurrence = None;
-        snapshot.modified_occurrences.clear();
-        snapshot.deleted_occurrences.clear();
         snapshot.global_object_id = BASE64.encode(goid_bytes(&entry.uid, Some(original)));
         if let Some(exception) = entry.exceptions.get(&original) {
             snapshot.item_type = CalendarItemType::Exception;
@@ -1530,7 +1541,11 @@ impl Model {
             .ok_or(LookupError::NotFound)?;
         let entry = mailbox.items.get(&parts.key).ok_or(LookupError::NotFound)?;
         match parts.kind {
-            0 => Ok((mailbox.index, self.snapshot(mailbox, entry))),
+            0 => {
+                let mut snapshot = self.snapshot(mailbox, entry);
+                self.add_series_fields(&mut snapshot, mailbox, entry);
+                Ok((mailbox.index, snapshot))
+            }
             1 => {
                 let original = Utc
                     .timestamp_opt(parts.original_start, 0)
@@ -1907,4 +1922,319 @@ fn clamp_day(date: NaiveDate, day: u32) -> u32 {
         .and_then(|next| next.pred_opt())
         .map_or(31, |last| last.day());
     day.min(days_in_month)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{NaiveDate, Weekday};
+
+    use super::*;
+
+    fn model() -> Model {
+        let mut model = Model::new(42);
+        for (email, kind) in [
+            ("room-a@contoso.example", MailboxKind::Room),
+            ("room-b@contoso.example", MailboxKind::Room),
+            ("user-a@contoso.example", MailboxKind::User),
+        ] {
+            model
+                .add_mailbox(NewMailbox {
+                    email: email.into(),
+                    display_name: email.into(),
+                    kind,
+                    aliases: Vec::new(),
+                })
+                .unwrap();
+        }
+        model
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    fn meeting(
+        start: &str,
+        end: &str,
+        zone: &str,
+        recurrence: Option<Recurrence>,
+    ) -> NewAppointment {
+        NewAppointment {
+            subject: "Meeting".into(),
+            start: at(start),
+            end: at(end),
+            is_all_day: false,
+            organizer: "user-a@contoso.example".into(),
+            attendees: Vec::new(),
+            time_zone: Some(zone.into()),
+            recurrence,
+            location: None,
+            uid: None,
+        }
+    }
+
+    fn rule(pattern: Pattern, start: &str, end: RangeEnd) -> Recurrence {
+        Recurrence {
+            pattern,
+            start_date: start.parse::<NaiveDate>().unwrap(),
+            end,
+        }
+    }
+
+    fn starts(model: &Model, from: &str, to: &str) -> Vec<String> {
+        model
+            .truth("room-a@contoso.example", at(from), at(to))
+            .unwrap()
+            .iter()
+            .map(|entry| entry.start.format("%Y-%m-%dT%H:%MZ").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn weekly_series_keeps_local_time_across_daylight_saving() {
+        let mut model = model();
+        let weekly = rule(
+            Pattern::Weekly {
+                interval: 2,
+                days: vec![Weekday::Mon],
+                first_day_of_week: Weekday::Mon,
+            },
+            "2030-03-18",
+            RangeEnd::Numbered { count: 3 },
+        );
+        model
+            .create(
+                "room-a@contoso.example",
+                meeting(
+                    "2030-03-18T08:00:00Z",
+                    "2030-03-18T09:00:00Z",
+                    "Europe/Berlin",
+                    Some(weekly),
+                ),
+            )
+            .unwrap();
+
+        let starts = starts(&model, "2030-03-01T00:00:00Z", "2030-06-01T00:00:00Z");
+
+        assert_eq!(
+            starts,
+            [
+                "2030-03-18T08:00Z",
+                "2030-04-01T07:00Z",
+                "2030-04-15T07:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn monthly_series_on_the_31st_falls_back_to_the_last_day_of_short_months() {
+        let mut model = model();
+        let monthly = rule(
+            Pattern::AbsoluteMonthly {
+                interval: 1,
+                day_of_month: 31,
+            },
+            "2030-01-31",
+            RangeEnd::EndDate {
+                date: "2030-03-31".parse().unwrap(),
+            },
+        );
+        model
+            .create(
+                "room-a@contoso.example",
+                meeting(
+                    "2030-01-31T10:00:00Z",
+                    "2030-01-31T11:00:00Z",
+                    "UTC",
+                    Some(monthly),
+                ),
+            )
+            .unwrap();
+
+        let starts = starts(&model, "2030-01-01T00:00:00Z", "2030-12-31T00:00:00Z");
+
+        assert_eq!(
+            starts,
+            [
+                "2030-01-31T10:00Z",
+                "2030-02-28T10:00Z",
+                "2030-03-31T10:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn daily_series_with_deleted_occurrence_and_exception_shows_in_the_truth() {
+        let mut model = model();
+        let daily = rule(
+            Pattern::Daily { interval: 1 },
+            "2030-05-01",
+            RangeEnd::Numbered { count: 3 },
+        );
+        let (series, _) = model
+            .create(
+                "room-a@contoso.example",
+                meeting(
+                    "2030-05-01T09:00:00Z",
+                    "2030-05-01T10:00:00Z",
+                    "UTC",
+                    Some(daily),
+                ),
+            )
+            .unwrap();
+        model
+            .delete(
+                "room-a@contoso.example",
+                &series.uid,
+                DeleteMode::Soft,
+                Some(at("2030-05-02T09:00:00Z")),
+            )
+            .unwrap();
+        let patch = AppointmentPatch {
+            start: Some(at("2030-05-03T15:00:00Z")),
+            end: Some(at("2030-05-03T16:00:00Z")),
+            occurrence_start: Some(at("2030-05-03T09:00:00Z")),
+            ..AppointmentPatch::default()
+        };
+        model
+            .update("room-a@contoso.example", &series.uid, patch, false)
+            .unwrap();
+
+        let truth = model
+            .truth(
+                "room-a@contoso.example",
+                at("2030-05-01T00:00:00Z"),
+                at("2030-05-05T00:00:00Z"),
+            )
+            .unwrap();
+
+        assert_eq!(truth.len(), 2);
+        assert_eq!(truth[1].occurrence_start, Some(at("2030-05-03T09:00:00Z")));
+        assert_eq!(truth[1].start, at("2030-05-03T15:00:00Z"));
+    }
+
+    #[test]
+    fn sync_state_of_another_mailbox_or_tampered_is_rejected() {
+        let mut model = model();
+        model
+            .create(
+                "room-a@contoso.example",
+                meeting("2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z", "UTC", None),
+            )
+            .unwrap();
+        let state = model.sync(0, None, 10, &[]).unwrap().sync_state;
+        let mut tampered = BASE64.decode(&state).unwrap();
+        tampered[12] ^= 1;
+
+        assert!(model.sync(0, Some(&state), 10, &[]).is_ok());
+        assert!(model.sync(1, Some(&state), 10, &[]).is_err());
+        assert!(model
+            .sync(0, Some(&BASE64.encode(tampered)), 10, &[])
+            .is_err());
+        assert!(model.sync(0, Some("%%%"), 10, &[]).is_err());
+    }
+
+    #[test]
+    fn an_item_created_and_deleted_since_the_state_is_not_reported() {
+        let mut model = model();
+        let state = model.sync(0, None, 10, &[]).unwrap().sync_state;
+        let (created, _) = model
+            .create(
+                "room-a@contoso.example",
+                meeting("2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z", "UTC", None),
+            )
+            .unwrap();
+        model
+            .delete(
+                "room-a@contoso.example",
+                &created.uid,
+                DeleteMode::Hard,
+                None,
+            )
+            .unwrap();
+
+        let page = model.sync(0, Some(&state), 10, &[]).unwrap();
+
+        assert!(page.changes.is_empty());
+        assert!(page.includes_last_item_in_range);
+    }
+
+    #[test]
+    fn every_change_gives_a_new_change_key_and_a_later_last_modified_time() {
+        let mut model = model();
+        let (created, _) = model
+            .create(
+                "room-a@contoso.example",
+                meeting("2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z", "UTC", None),
+            )
+            .unwrap();
+        let before = model.lookup(&created.item_id).unwrap().1;
+
+        let (updated, events) = model
+            .update(
+                "room-a@contoso.example",
+                &created.uid,
+                AppointmentPatch::default(),
+                true,
+            )
+            .unwrap();
+        let after = model.lookup(&created.item_id).unwrap().1;
+
+        assert_ne!(created.change_key, updated.change_key);
+        assert!(after.last_modified > before.last_modified);
+        let kinds: Vec<EventKind> = events.events.iter().map(|event| event.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::Modified,
+                EventKind::Modified,
+                EventKind::Modified
+            ]
+        );
+    }
+
+    #[test]
+    fn ids_decode_and_tampered_ids_are_malformed() {
+        let mut model = model();
+        let (created, _) = model
+            .create(
+                "room-b@contoso.example",
+                meeting("2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z", "UTC", None),
+            )
+            .unwrap();
+        let mut bytes = BASE64.decode(&created.item_id).unwrap();
+        bytes[15] ^= 0x10;
+
+        let parts = model.decode_item_id(&created.item_id).unwrap();
+
+        assert_eq!(parts.mailbox, 1);
+        assert_eq!(
+            model.lookup(&BASE64.encode(bytes)).unwrap_err(),
+            LookupError::Malformed
+        );
+        assert_eq!(
+            model.lookup("not an id").unwrap_err(),
+            LookupError::Malformed
+        );
+    }
+
+    #[test]
+    fn the_same_seed_mints_the_same_uids() {
+        let mut first = model();
+        let mut second = model();
+        let appointment = meeting("2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z", "UTC", None);
+
+        let a = first
+            .create("room-a@contoso.example", appointment.clone())
+            .unwrap()
+            .0;
+        let b = second
+            .create("room-a@contoso.example", appointment)
+            .unwrap()
+            .0;
+
+        assert_eq!(a.uid, b.uid);
+        assert_eq!(a.item_id, b.item_id);
+        assert!(a.uid.starts_with("040000008200E00074C5B7101A82E008"));
+    }
 }
