@@ -140,9 +140,19 @@ pub type LayerFuture = Pin<Box<dyn Future<Output = Result<RequestContext, Respon
 
 /// A step every SOAP request passes before dispatch (auth, limits, faults).
 ///
-/// It gets the shared state and the context; returning `Err(response)` answers the
-/// request with that response and skips the operation.
-pub type Layer = Arc<dyn Fn(Arc<SimState>, RequestContext) -> LayerFuture + Send + Sync>;
+/// It gets the shared state, the context and the parsed request; returning
+/// `Err(response)` answers the request with that response and skips the operation.
+pub type Layer =
+    Arc<dyn Fn(Arc<SimState>, RequestContext, Arc<soap::SoapRequest>) -> LayerFuture + Send + Sync>;
+
+/// The future a [`ResponseLayer`] returns.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+/// A step every SOAP response passes after dispatch (latency, truncation), in order.
+///
+/// It gets the shared state, the operation's local name and the response.
+pub type ResponseLayer =
+    Arc<dyn Fn(Arc<SimState>, String, Response) -> ResponseFuture + Send + Sync>;
 
 /// The future an [`Operation`] returns.
 pub type OperationFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
@@ -163,6 +173,8 @@ pub type Operation = Arc<
 pub struct Layers {
     /// Steps run in order before dispatch.
     pub layers: Vec<Layer>,
+    /// Steps run in order on every response of a parsed request (faults included).
+    pub responses: Vec<ResponseLayer>,
     /// Extra operations by local name (e.g. `ResolveNames`).
     pub operations: BTreeMap<&'static str, Operation>,
 }
@@ -171,6 +183,7 @@ impl std::fmt::Debug for Layers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Layers")
             .field("layers", &self.layers.len())
+            .field("responses", &self.responses.len())
             .field("operations", &self.operations.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -181,9 +194,9 @@ fn build_layers(_config: &SimConfig) -> Layers {
     Layers::default()
 }
 
-/// Adds routes beyond EWS and the control API (autodiscover, token endpoint, faults).
-fn extension_routes(state: Arc<SimState>) -> Router {
-    Router::new().with_state(state)
+/// Routes beyond EWS and the control API (autodiscover, token endpoint, faults).
+fn extension_routes() -> Router<Arc<SimState>> {
+    Router::new()
 }
 
 /// Request and event counters.
@@ -309,7 +322,7 @@ impl Simulator {
         let router = Router::new()
             .merge(ops::routes(state.clone()))
             .merge(control::routes(state.clone()))
-            .merge(extension_routes(state.clone()));
+            .merge(extension_routes().with_state(state.clone()));
         let token = state.shutdown.clone();
         let server = tokio::spawn(async move {
             axum::serve(listener, router)

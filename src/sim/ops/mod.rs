@@ -59,7 +59,10 @@ async fn handle(State(state): State<Arc<SimState>>, headers: HeaderMap, body: By
         }
     };
     let operation = request.operation.name.clone();
-    let response = dispatch(state.clone(), headers, request).await;
+    let mut response = dispatch(state.clone(), headers, request).await;
+    for layer in &state.layers.responses {
+        response = layer(state.clone(), operation.clone(), response).await;
+    }
     let outcome = if response.status().is_success() {
         "ok"
     } else {
@@ -104,7 +107,7 @@ async fn dispatch(state: Arc<SimState>, headers: HeaderMap, request: Arc<SoapReq
         }
     }
     for layer in &state.layers.layers {
-        context = match layer(state.clone(), context).await {
+        context = match layer(state.clone(), context, request.clone()).await {
             Ok(context) => context,
             Err(response) => return response,
         };
