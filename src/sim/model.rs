@@ -10,12 +10,14 @@
 //! Everything is deterministic for a seed except the model clock, which follows the
 //! real UTC time (bumped so it never goes backwards).
 
+mod expand;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,7 @@ use crate::domain::{CalendarItemType, EventKind, MailboxAddress, ResponseType};
 use crate::recurrence::{Pattern, RangeEnd, Recurrence};
 
 use super::SimError;
+use expand::{expand_series, overlaps, Instance, SeriesTiming};
 
 /// The fixed class id that starts every Outlook global object id.
 const GOID_CLASS: [u8; 16] = [
@@ -30,8 +33,6 @@ const GOID_CLASS: [u8; 16] = [
 ];
 /// 2020-01-01 as seconds since 1601 (the FILETIME epoch), the base of UID creation times.
 const UID_EPOCH_SECONDS: u64 = 13_222_310_400;
-/// Most instances one series expansion produces.
-const MAX_INSTANCES: usize = 100_000;
 /// The prefix Exchange puts before a cancelled meeting's subject.
 pub const CANCELED_PREFIX: &str = "Canceled: ";
 /// AppointmentState bit: a meeting (has attendees).
@@ -1707,20 +1708,6 @@ impl Model {
     }
 }
 
-/// Whether `[start, end)` overlaps `[from, to)`; a zero-length item counts at its start.
-fn overlaps(
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> bool {
-    if start == end {
-        start >= from && start < to
-    } else {
-        start < to && end > from
-    }
-}
-
 /// The Outlook global object id of a meeting (with the instance date of an occurrence).
 fn goid_bytes(uid: &str, instance: Option<DateTime<Utc>>) -> Vec<u8> {
     let mut bytes: Vec<u8> = (0..uid.len() / 2)
@@ -1766,23 +1753,6 @@ fn validate_recurrence(rule: &Recurrence) -> Result<(), SimError> {
     Ok(())
 }
 
-/// The timing of a series: first occurrence and zone.
-#[derive(Debug, Clone)]
-struct SeriesTiming {
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    is_all_day: bool,
-    time_zone: Tz,
-}
-
-/// One instance of a series.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Instance {
-    original_start: DateTime<Utc>,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-}
-
 fn timing(entry: &CalendarEntry) -> SeriesTiming {
     SeriesTiming {
         start: entry.start,
@@ -1790,138 +1760,6 @@ fn timing(entry: &CalendarEntry) -> SeriesTiming {
         is_all_day: entry.is_all_day,
         time_zone: entry.time_zone.tz,
     }
-}
-
-/// Expands a series into instances overlapping `[from, to)`.
-///
-/// This is the single switch point to `crate::recurrence::expand` once it lands:
-/// replace the body with a call to it (mapping its `Instance`) and delete
-/// `expand_locally`.
-fn expand_series(
-    rule: &Recurrence,
-    timing: &SeriesTiming,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Vec<Instance> {
-    expand_locally(rule, timing, from, to)
-}
-
-/// A simple expansion (daily, weekly, absolute monthly, absolute yearly) in the series' zone.
-fn expand_locally(
-    rule: &Recurrence,
-    timing: &SeriesTiming,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Vec<Instance> {
-    let zone = timing.time_zone;
-    let local_start = timing.start.with_timezone(&zone);
-    let time_of_day = local_start.time();
-    let duration = timing.end - timing.start;
-    let mut out = Vec::new();
-    let mut produced = 0u32;
-    let mut date = rule.start_date;
-    let first_week = week_start(rule.start_date, &rule.pattern);
-    for _ in 0..MAX_INSTANCES * 4 {
-        if let RangeEnd::EndDate { date: last } = rule.end {
-            if date > last {
-                break;
-            }
-        }
-        if let RangeEnd::Numbered { count } = rule.end {
-            if produced >= count {
-                break;
-            }
-        }
-        if out.len() >= MAX_INSTANCES {
-            break;
-        }
-        if matches_pattern(&rule.pattern, rule.start_date, first_week, date) {
-            let naive = date.and_time(if timing.is_all_day {
-                chrono::NaiveTime::MIN
-            } else {
-                time_of_day
-            });
-            let Some(start) = zone.from_local_datetime(&naive).earliest().or_else(|| {
-                zone.from_local_datetime(&(naive + Duration::hours(1)))
-                    .earliest()
-            }) else {
-                date = date.succ_opt().unwrap_or(date);
-                continue;
-            };
-            let start = start.with_timezone(&Utc);
-            produced += 1;
-            let end = start + duration;
-            if start >= to {
-                break;
-            }
-            if overlaps(start, end, from, to) {
-                out.push(Instance {
-                    original_start: start,
-                    start,
-                    end,
-                });
-            }
-        }
-        let Some(next) = date.succ_opt() else {
-            break;
-        };
-        date = next;
-    }
-    out
-}
-
-fn week_start(date: NaiveDate, pattern: &Pattern) -> NaiveDate {
-    let first = match pattern {
-        Pattern::Weekly {
-            first_day_of_week, ..
-        } => *first_day_of_week,
-        _ => chrono::Weekday::Sun,
-    };
-    let offset = (7 + date.weekday().num_days_from_monday() - first.num_days_from_monday()) % 7;
-    date - Duration::days(offset as i64)
-}
-
-fn matches_pattern(
-    pattern: &Pattern,
-    range_start: NaiveDate,
-    first_week: NaiveDate,
-    date: NaiveDate,
-) -> bool {
-    match pattern {
-        Pattern::Daily { interval } => {
-            (date - range_start).num_days() % (*interval).max(1) as i64 == 0
-        }
-        Pattern::Weekly { interval, days, .. } => {
-            let weeks = (date - first_week).num_days() / 7;
-            days.contains(&date.weekday()) && weeks % (*interval).max(1) as i64 == 0
-        }
-        Pattern::AbsoluteMonthly {
-            interval,
-            day_of_month,
-        } => {
-            let months = (date.year() - range_start.year()) * 12 + date.month() as i32
-                - range_start.month() as i32;
-            months % (*interval).max(1) as i32 == 0 && date.day() == clamp_day(date, *day_of_month)
-        }
-        Pattern::AbsoluteYearly {
-            month,
-            day_of_month,
-        } => date.month() == *month && date.day() == clamp_day(date, *day_of_month),
-        // The shared expansion handles the relative patterns; the local one has none.
-        Pattern::RelativeMonthly { .. } | Pattern::RelativeYearly { .. } => false,
-    }
-}
-
-fn clamp_day(date: NaiveDate, day: u32) -> u32 {
-    let next_month = if date.month() == 12 {
-        NaiveDate::from_ymd_opt(date.year() + 1, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
-    };
-    let days_in_month = next_month
-        .and_then(|next| next.pred_opt())
-        .map_or(31, |last| last.day());
-    day.min(days_in_month)
 }
 
 #[cfg(test)]
