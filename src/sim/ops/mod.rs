@@ -113,6 +113,7 @@ async fn dispatch(state: Arc<SimState>, headers: HeaderMap, request: Arc<SoapReq
         };
     }
     let extra_headers = std::mem::take(&mut context.response_headers);
+    let body_guard = context.body_guard.take();
     let variant = request
         .operation
         .children
@@ -143,7 +144,10 @@ async fn dispatch(state: Arc<SimState>, headers: HeaderMap, request: Arc<SoapReq
         },
     };
     response.headers_mut().extend(extra_headers);
-    response
+    match body_guard {
+        Some(guard) => crate::sim::limits::hold_until_body_ends(response, guard),
+        None => response,
+    }
 }
 
 /// Whether the request's server version is at least `minimum`.
