@@ -2075,4 +2075,41 @@ mod tests {
         assert_eq!(a.item_id, b.item_id);
         assert!(a.uid.starts_with("040000008200E00074C5B7101A82E008"));
     }
+
+    #[test]
+    fn all_day_series_ends_at_local_midnight_across_daylight_saving() {
+        let mut model = model();
+        let daily = rule(
+            Pattern::Daily { interval: 1 },
+            "2030-03-30",
+            RangeEnd::Numbered { count: 2 },
+        );
+        let mut appointment = meeting(
+            "2030-03-29T23:00:00Z",
+            "2030-03-30T23:00:00Z",
+            "Europe/Berlin",
+            Some(daily),
+        );
+        appointment.is_all_day = true;
+        model.create("room-a@contoso.example", appointment).unwrap();
+
+        let truth = model
+            .truth(
+                "room-a@contoso.example",
+                at("2030-03-29T00:00:00Z"),
+                at("2030-04-02T00:00:00Z"),
+            )
+            .unwrap();
+
+        let spans: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+            truth.iter().map(|entry| (entry.start, entry.end)).collect();
+        assert_eq!(
+            spans,
+            [
+                (at("2030-03-29T23:00:00Z"), at("2030-03-30T23:00:00Z")),
+                // 31 March 2030 is the day clocks go forward: 23 hours long.
+                (at("2030-03-30T23:00:00Z"), at("2030-03-31T22:00:00Z")),
+            ]
+        );
+    }
 }

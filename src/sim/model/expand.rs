@@ -68,6 +68,7 @@ fn expand_locally(
     let local_start = timing.start.with_timezone(&zone);
     let time_of_day = local_start.time();
     let duration = timing.end - timing.start;
+    let all_day_days = ((duration.num_hours() + 12) / 24).max(1);
     let mut out = Vec::new();
     let mut produced = 0u32;
     let mut date = rule.start_date;
@@ -101,7 +102,13 @@ fn expand_locally(
             };
             let start = start.with_timezone(&Utc);
             produced += 1;
-            let end = start + duration;
+            let end = if timing.is_all_day {
+                // All-day instances end at a local midnight, even across a DST change.
+                local_midnight(zone, date + Duration::days(all_day_days))
+                    .unwrap_or(start + duration)
+            } else {
+                start + duration
+            };
             if start >= to {
                 break;
             }
@@ -173,4 +180,11 @@ fn clamp_day(date: NaiveDate, day: u32) -> u32 {
         .and_then(|next| next.pred_opt())
         .map_or(31, |last| last.day());
     day.min(days_in_month)
+}
+
+/// The UTC instant of a local midnight (the first one, if the day starts twice).
+fn local_midnight(zone: Tz, date: NaiveDate) -> Option<DateTime<Utc>> {
+    zone.from_local_datetime(&date.and_time(chrono::NaiveTime::MIN))
+        .earliest()
+        .map(|time| time.with_timezone(&Utc))
 }
