@@ -227,6 +227,28 @@ pub fn parse_send_only(
     })
 }
 
+/// Answers ConvertId: the simulator's ids have no other formats, so every id gets
+/// ErrorInvalidIdMalformed. Clients (exchangelib) use ConvertId to learn the server
+/// version from the response header.
+pub fn convert_id(operation: &Element) -> String {
+    let count = operation
+        .child_mt("SourceIds")
+        .map_or(0, |ids| ids.children.len())
+        .max(1);
+    let messages: String = (0..count)
+        .map(|_| {
+            error_message(
+                "ConvertIdResponseMessage",
+                "ErrorInvalidIdMalformed",
+                "Id is malformed.",
+            )
+        })
+        .collect();
+    format!(
+        "<m:ConvertIdResponse xmlns:m=\"{NS_MESSAGES}\" xmlns:t=\"{NS_TYPES}\"><m:ResponseMessages>{messages}</m:ResponseMessages></m:ConvertIdResponse>"
+    )
+}
+
 /// The CreateItem response for a sent message (no item is saved, so `m:Items` is empty).
 pub fn send_only_response() -> String {
     format!(
@@ -251,6 +273,12 @@ pub fn create_item_error() -> String {
 
 /// Registers ResolveNames, GetRoomLists, GetRooms and CreateItem (SendOnly).
 pub fn register(operations: &mut BTreeMap<&'static str, Operation>) {
+    operations.insert(
+        "ConvertId",
+        Arc::new(|_state, _context, request| {
+            Box::pin(async move { soap::xml_response(wrap(&convert_id(&request.operation))) })
+        }),
+    );
     operations.insert(
         "ResolveNames",
         Arc::new(|state, context, request| {
