@@ -13,9 +13,15 @@
 //! touches PostgreSQL or the sync service's modules other than `domain` and
 //! `recurrence`.
 
+pub mod auth;
+pub mod autodiscover;
 pub mod control;
+pub mod directory;
+pub mod faults;
+pub mod limits;
 pub mod model;
 pub mod ops;
+pub mod push;
 pub mod soap;
 pub mod stream;
 pub mod workload;
@@ -76,6 +82,10 @@ pub struct SimConfig {
     /// Events kept per subscription while no stream reads them; beyond this the
     /// subscription gets ErrorMissedNotificationEvents.
     pub max_queued_events: usize,
+    /// Authentication mode, accounts and token lifetime.
+    pub auth: auth::AuthConfig,
+    /// Per-account limits (connections, subscriptions, request budget).
+    pub limits: limits::LimitsConfig,
 }
 
 impl Default for SimConfig {
@@ -92,6 +102,8 @@ impl Default for SimConfig {
             soft_delete_ratio: 0.8,
             duplicate_event_ratio: 0.1,
             max_queued_events: 10_000,
+            auth: auth::AuthConfig::default(),
+            limits: limits::LimitsConfig::default(),
         }
     }
 }
@@ -133,6 +145,9 @@ pub struct RequestContext {
     pub backend: Option<usize>,
     /// Headers to add to the response.
     pub response_headers: HeaderMap,
+    /// Held until the response body ends (a stream's connection slot); dropping it
+    /// frees what it holds.
+    pub body_guard: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// The future a [`Layer`] returns: the (possibly changed) context, or a finished response.
@@ -140,9 +155,19 @@ pub type LayerFuture = Pin<Box<dyn Future<Output = Result<RequestContext, Respon
 
 /// A step every SOAP request passes before dispatch (auth, limits, faults).
 ///
-/// It gets the shared state and the context; returning `Err(response)` answers the
-/// request with that response and skips the operation.
-pub type Layer = Arc<dyn Fn(Arc<SimState>, RequestContext) -> LayerFuture + Send + Sync>;
+/// It gets the shared state, the context and the parsed request; returning
+/// `Err(response)` answers the request with that response and skips the operation.
+pub type Layer =
+    Arc<dyn Fn(Arc<SimState>, RequestContext, Arc<soap::SoapRequest>) -> LayerFuture + Send + Sync>;
+
+/// The future a [`ResponseLayer`] returns.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+/// A step every SOAP response passes after dispatch (latency, truncation), in order.
+///
+/// It gets the shared state, the operation's local name and the response.
+pub type ResponseLayer =
+    Arc<dyn Fn(Arc<SimState>, String, Response) -> ResponseFuture + Send + Sync>;
 
 /// The future an [`Operation`] returns.
 pub type OperationFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
@@ -163,6 +188,8 @@ pub type Operation = Arc<
 pub struct Layers {
     /// Steps run in order before dispatch.
     pub layers: Vec<Layer>,
+    /// Steps run in order on every response of a parsed request (faults included).
+    pub responses: Vec<ResponseLayer>,
     /// Extra operations by local name (e.g. `ResolveNames`).
     pub operations: BTreeMap<&'static str, Operation>,
 }
@@ -171,6 +198,7 @@ impl std::fmt::Debug for Layers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Layers")
             .field("layers", &self.layers.len())
+            .field("responses", &self.responses.len())
             .field("operations", &self.operations.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -178,12 +206,23 @@ impl std::fmt::Debug for Layers {
 
 /// Builds the request layers from the configuration. Auth, limits and faults register here.
 fn build_layers(_config: &SimConfig) -> Layers {
-    Layers::default()
+    let mut operations = BTreeMap::new();
+    directory::register(&mut operations);
+    push::register(&mut operations);
+    Layers {
+        layers: vec![auth::layer(), faults::layer(), limits::layer()],
+        responses: vec![faults::response_layer()],
+        operations,
+    }
 }
 
-/// Adds routes beyond EWS and the control API (autodiscover, token endpoint, faults).
-fn extension_routes(state: Arc<SimState>) -> Router {
-    Router::new().with_state(state)
+/// Routes beyond EWS and the control API (autodiscover, token endpoint, faults).
+fn extension_routes() -> Router<Arc<SimState>> {
+    Router::new()
+        .merge(auth::routes())
+        .merge(autodiscover::routes())
+        .merge(directory::routes())
+        .merge(faults::routes())
 }
 
 /// Request and event counters.
@@ -230,6 +269,12 @@ pub struct SimStats {
     pub stream_envelopes: u64,
     /// SOAP requests by "operation/outcome".
     pub requests: BTreeMap<String, u64>,
+    /// Messages sent with CreateItem SendOnly.
+    pub messages_sent: usize,
+    /// Push delivery counters.
+    pub push: push::PushStats,
+    /// Kinds of the faults injected since the last heal.
+    pub faults: Vec<String>,
 }
 
 /// State shared by every request handler, stream and the control API.
@@ -251,6 +296,16 @@ pub struct SimState {
     pub tasks: TaskTracker,
     /// Random decisions during operation (duplicate events, chunk splits), seeded.
     pub rng: Mutex<rand::rngs::SmallRng>,
+    /// Authentication and impersonation.
+    pub auth: auth::Authenticator,
+    /// Back ends, affinity and per-account limits.
+    pub limits: Arc<limits::Limits>,
+    /// Injected faults.
+    pub faults: faults::Faults,
+    /// Push subscriptions and their delivery tasks (stopped by `shutdown`).
+    pub push: Arc<push::PushHub>,
+    /// Mail sent with CreateItem SendOnly.
+    pub sent: directory::SentLog,
 }
 
 impl SimState {
@@ -271,6 +326,7 @@ impl SimState {
     /// Hands a batch of events to the mailbox's subscriptions.
     pub fn publish(&self, batch: model::EventBatch) {
         if let Some(mailbox) = &batch.mailbox {
+            self.push.publish_sim(mailbox, &batch.events);
             let delivered = self.subscriptions.publish(mailbox, &batch.events);
             self.stats
                 .events_published
@@ -296,20 +352,35 @@ impl Simulator {
         let addr = listener.local_addr().context("reading the bound address")?;
         let mut model = model::Model::new(config.seed);
         seed_mailboxes(&mut model, &config).context("seeding mailboxes")?;
+        let shutdown = CancellationToken::new();
+        let limits = Arc::new(limits::Limits::new(
+            config.limits.clone(),
+            u16::try_from(config.backends).unwrap_or(u16::MAX),
+        ));
         let state = Arc::new(SimState {
+            auth: auth::Authenticator::new(config.auth.clone()),
+            faults: faults::Faults::new(limits.clone()),
+            limits,
+            push: Arc::new(push::PushHub::new(
+                push::PushTiming {
+                    minute: config.minute,
+                },
+                shutdown.child_token(),
+            )),
+            sent: directory::SentLog::default(),
             layers: build_layers(&config),
             subscriptions: stream::SubscriptionRegistry::new(config.seed),
             rng: Mutex::new(rand::SeedableRng::seed_from_u64(config.seed ^ 0x51AD)),
             config,
             model: Mutex::new(model),
             stats: StatsCounters::default(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             tasks: TaskTracker::new(),
         });
         let router = Router::new()
             .merge(ops::routes(state.clone()))
             .merge(control::routes(state.clone()))
-            .merge(extension_routes(state.clone()));
+            .merge(extension_routes().with_state(state.clone()));
         let token = state.shutdown.clone();
         let server = tokio::spawn(async move {
             axum::serve(listener, router)
@@ -382,6 +453,7 @@ impl SimHandle {
         self.state.shutdown.cancel();
         self.state.tasks.close();
         self.state.tasks.wait().await;
+        self.state.push.closed().await;
         if let Err(err) = self.server.await {
             tracing::warn!(error = %err, "Simulator server task failed");
         }
@@ -528,6 +600,15 @@ impl SimControl {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            messages_sent: self.state.sent.len(),
+            push: self.state.push.stats(),
+            faults: self
+                .state
+                .faults
+                .injected()
+                .iter()
+                .map(|fault| fault.kind().to_owned())
+                .collect(),
         }
     }
 }

@@ -10,12 +10,14 @@
 //! Everything is deterministic for a seed except the model clock, which follows the
 //! real UTC time (bumped so it never goes backwards).
 
+mod expand;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -23,13 +25,14 @@ use crate::domain::{CalendarItemType, EventKind, MailboxAddress, ResponseType};
 use crate::recurrence::{Pattern, RangeEnd, Recurrence};
 
 use super::SimError;
+use expand::{expand_series, overlaps, Instance, SeriesTiming};
 
 /// The fixed class id that starts every Outlook global object id.
 const GOID_CLASS: [u8; 16] = [
     0x04, 0x00, 0x00, 0x00, 0x82, 0x00, 0xE0, 0x00, 0x74, 0xC5, 0xB7, 0x10, 0x1A, 0x82, 0xE0, 0x08,
 ];
-/// Most instances one series expansion produces.
-const MAX_INSTANCES: usize = 100_000;
+/// 2020-01-01 as seconds since 1601 (the FILETIME epoch), the base of UID creation times.
+const UID_EPOCH_SECONDS: u64 = 13_222_310_400;
 /// The prefix Exchange puts before a cancelled meeting's subject.
 pub const CANCELED_PREFIX: &str = "Canceled: ";
 /// AppointmentState bit: a meeting (has attendees).
@@ -780,12 +783,14 @@ impl Model {
         BASE64.encode(bytes)
     }
 
-    fn mint_uid(&mut self, created: DateTime<Utc>) -> String {
+    fn mint_uid(&mut self) -> String {
         let key = self.next_key;
         let mut data = Vec::with_capacity(56);
         data.extend_from_slice(&GOID_CLASS);
         data.extend_from_slice(&[0, 0, 0, 0]);
-        let filetime = (created.timestamp() as u64 + 11_644_473_600) * 10_000_000;
+        // The creation time inside the id is derived from the key, not the clock, so a
+        // seed always yields the same UIDs.
+        let filetime = (UID_EPOCH_SECONDS + key) * 10_000_000;
         data.extend_from_slice(&filetime.to_le_bytes());
         data.extend_from_slice(&[0; 8]);
         data.extend_from_slice(&16u32.to_le_bytes());
@@ -883,7 +888,7 @@ impl Model {
         let now = self.tick();
         let uid = match new.uid {
             Some(uid) if !uid.trim().is_empty() => uid,
-            _ => self.mint_uid(now),
+            _ => self.mint_uid(),
         };
         if self.mailboxes[index].by_uid.contains_key(&uid) {
             return Err(SimError::Conflict(format!(
@@ -1455,6 +1460,18 @@ impl Model {
         if let Some(rule) = &entry.recurrence {
             snapshot.item_type = CalendarItemType::RecurringMaster;
             snapshot.recurrence = Some(rule.clone());
+        }
+        snapshot
+    }
+
+    /// Adds what only GetItem of a master shows: first/last, modified and deleted occurrences.
+    fn add_series_fields(
+        &self,
+        snapshot: &mut ItemSnapshot,
+        mailbox: &Mailbox,
+        entry: &CalendarEntry,
+    ) {
+        if let Some(rule) = &entry.recurrence {
             let series_timing = timing(entry);
             let horizon = entry.start + Duration::days(366 * 5);
             let instances = expand_series(rule, &series_timing, entry.start, horizon);
@@ -1485,7 +1502,6 @@ impl Model {
                 .collect();
             snapshot.deleted_occurrences = entry.deleted_occurrences.iter().copied().collect();
         }
-        snapshot
     }
 
     fn occurrence_snapshot(
@@ -1503,10 +1519,6 @@ impl Model {
         snapshot.is_recurring = true;
         snapshot.item_type = CalendarItemType::Occurrence;
         snapshot.recurrence = None;
-        snapshot.first_occurrence = None;
-        snapshot.last_occurrence = None;
-        snapshot.modified_occurrences.clear();
-        snapshot.deleted_occurrences.clear();
         snapshot.global_object_id = BASE64.encode(goid_bytes(&entry.uid, Some(original)));
         if let Some(exception) = entry.exceptions.get(&original) {
             snapshot.item_type = CalendarItemType::Exception;
@@ -1530,7 +1542,11 @@ impl Model {
             .ok_or(LookupError::NotFound)?;
         let entry = mailbox.items.get(&parts.key).ok_or(LookupError::NotFound)?;
         match parts.kind {
-            0 => Ok((mailbox.index, self.snapshot(mailbox, entry))),
+            0 => {
+                let mut snapshot = self.snapshot(mailbox, entry);
+                self.add_series_fields(&mut snapshot, mailbox, entry);
+                Ok((mailbox.index, snapshot))
+            }
             1 => {
                 let original = Utc
                     .timestamp_opt(parts.original_start, 0)
@@ -1692,20 +1708,6 @@ impl Model {
     }
 }
 
-/// Whether `[start, end)` overlaps `[from, to)`; a zero-length item counts at its start.
-fn overlaps(
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> bool {
-    if start == end {
-        start >= from && start < to
-    } else {
-        start < to && end > from
-    }
-}
-
 /// The Outlook global object id of a meeting (with the instance date of an occurrence).
 fn goid_bytes(uid: &str, instance: Option<DateTime<Utc>>) -> Vec<u8> {
     let mut bytes: Vec<u8> = (0..uid.len() / 2)
@@ -1751,23 +1753,6 @@ fn validate_recurrence(rule: &Recurrence) -> Result<(), SimError> {
     Ok(())
 }
 
-/// The timing of a series: first occurrence and zone.
-#[derive(Debug, Clone)]
-struct SeriesTiming {
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    is_all_day: bool,
-    time_zone: Tz,
-}
-
-/// One instance of a series.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Instance {
-    original_start: DateTime<Utc>,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-}
-
 fn timing(entry: &CalendarEntry) -> SeriesTiming {
     SeriesTiming {
         start: entry.start,
@@ -1777,134 +1762,354 @@ fn timing(entry: &CalendarEntry) -> SeriesTiming {
     }
 }
 
-/// Expands a series into instances overlapping `[from, to)`.
-///
-/// This is the single switch point to `crate::recurrence::expand` once it lands:
-/// replace the body with a call to it (mapping its `Instance`) and delete
-/// `expand_locally`.
-fn expand_series(
-    rule: &Recurrence,
-    timing: &SeriesTiming,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Vec<Instance> {
-    expand_locally(rule, timing, from, to)
-}
+#[cfg(test)]
+mod tests {
+    use chrono::{NaiveDate, Weekday};
 
-/// A simple expansion (daily, weekly, absolute monthly, absolute yearly) in the series' zone.
-fn expand_locally(
-    rule: &Recurrence,
-    timing: &SeriesTiming,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Vec<Instance> {
-    let zone = timing.time_zone;
-    let local_start = timing.start.with_timezone(&zone);
-    let time_of_day = local_start.time();
-    let duration = timing.end - timing.start;
-    let mut out = Vec::new();
-    let mut produced = 0u32;
-    let mut date = rule.start_date;
-    let first_week = week_start(rule.start_date, &rule.pattern);
-    for _ in 0..MAX_INSTANCES * 4 {
-        if let RangeEnd::EndDate { date: last } = rule.end {
-            if date > last {
-                break;
-            }
+    use super::*;
+
+    fn model() -> Model {
+        let mut model = Model::new(42);
+        for (email, kind) in [
+            ("room-a@contoso.example", MailboxKind::Room),
+            ("room-b@contoso.example", MailboxKind::Room),
+            ("user-a@contoso.example", MailboxKind::User),
+        ] {
+            model
+                .add_mailbox(NewMailbox {
+                    email: email.into(),
+                    display_name: email.into(),
+                    kind,
+                    aliases: Vec::new(),
+                })
+                .unwrap();
         }
-        if let RangeEnd::Numbered { count } = rule.end {
-            if produced >= count {
-                break;
-            }
+        model
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    fn meeting(
+        start: &str,
+        end: &str,
+        zone: &str,
+        recurrence: Option<Recurrence>,
+    ) -> NewAppointment {
+        NewAppointment {
+            subject: "Meeting".into(),
+            start: at(start),
+            end: at(end),
+            is_all_day: false,
+            organizer: "user-a@contoso.example".into(),
+            attendees: Vec::new(),
+            time_zone: Some(zone.into()),
+            recurrence,
+            location: None,
+            uid: None,
         }
-        if out.len() >= MAX_INSTANCES {
-            break;
+    }
+
+    fn rule(pattern: Pattern, start: &str, end: RangeEnd) -> Recurrence {
+        Recurrence {
+            pattern,
+            start_date: start.parse::<NaiveDate>().unwrap(),
+            end,
         }
-        if matches_pattern(&rule.pattern, rule.start_date, first_week, date) {
-            let naive = date.and_time(if timing.is_all_day {
-                chrono::NaiveTime::MIN
-            } else {
-                time_of_day
-            });
-            let Some(start) = zone.from_local_datetime(&naive).earliest().or_else(|| {
-                zone.from_local_datetime(&(naive + Duration::hours(1)))
-                    .earliest()
-            }) else {
-                date = date.succ_opt().unwrap_or(date);
-                continue;
-            };
-            let start = start.with_timezone(&Utc);
-            produced += 1;
-            let end = start + duration;
-            if start >= to {
-                break;
-            }
-            if overlaps(start, end, from, to) {
-                out.push(Instance {
-                    original_start: start,
-                    start,
-                    end,
-                });
-            }
-        }
-        let Some(next) = date.succ_opt() else {
-            break;
+    }
+
+    fn starts(model: &Model, from: &str, to: &str) -> Vec<String> {
+        model
+            .truth("room-a@contoso.example", at(from), at(to))
+            .unwrap()
+            .iter()
+            .map(|entry| entry.start.format("%Y-%m-%dT%H:%MZ").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn weekly_series_keeps_local_time_across_daylight_saving() {
+        let mut model = model();
+        let weekly = rule(
+            Pattern::Weekly {
+                interval: 2,
+                days: vec![Weekday::Mon],
+                first_day_of_week: Weekday::Mon,
+            },
+            "2030-03-18",
+            RangeEnd::Numbered { count: 3 },
+        );
+        model
+            .create(
+                "room-a@contoso.example",
+                meeting(
+                    "2030-03-18T08:00:00Z",
+                    "2030-03-18T09:00:00Z",
+                    "Europe/Berlin",
+                    Some(weekly),
+                ),
+            )
+            .unwrap();
+
+        let starts = starts(&model, "2030-03-01T00:00:00Z", "2030-06-01T00:00:00Z");
+
+        assert_eq!(
+            starts,
+            [
+                "2030-03-18T08:00Z",
+                "2030-04-01T07:00Z",
+                "2030-04-15T07:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn monthly_series_on_the_31st_falls_back_to_the_last_day_of_short_months() {
+        let mut model = model();
+        let monthly = rule(
+            Pattern::AbsoluteMonthly {
+                interval: 1,
+                day_of_month: 31,
+            },
+            "2030-01-31",
+            RangeEnd::EndDate {
+                date: "2030-03-31".parse().unwrap(),
+            },
+        );
+        model
+            .create(
+                "room-a@contoso.example",
+                meeting(
+                    "2030-01-31T10:00:00Z",
+                    "2030-01-31T11:00:00Z",
+                    "UTC",
+                    Some(monthly),
+                ),
+            )
+            .unwrap();
+
+        let starts = starts(&model, "2030-01-01T00:00:00Z", "2030-12-31T00:00:00Z");
+
+        assert_eq!(
+            starts,
+            [
+                "2030-01-31T10:00Z",
+                "2030-02-28T10:00Z",
+                "2030-03-31T10:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn daily_series_with_deleted_occurrence_and_exception_shows_in_the_truth() {
+        let mut model = model();
+        let daily = rule(
+            Pattern::Daily { interval: 1 },
+            "2030-05-01",
+            RangeEnd::Numbered { count: 3 },
+        );
+        let (series, _) = model
+            .create(
+                "room-a@contoso.example",
+                meeting(
+                    "2030-05-01T09:00:00Z",
+                    "2030-05-01T10:00:00Z",
+                    "UTC",
+                    Some(daily),
+                ),
+            )
+            .unwrap();
+        model
+            .delete(
+                "room-a@contoso.example",
+                &series.uid,
+                DeleteMode::Soft,
+                Some(at("2030-05-02T09:00:00Z")),
+            )
+            .unwrap();
+        let patch = AppointmentPatch {
+            start: Some(at("2030-05-03T15:00:00Z")),
+            end: Some(at("2030-05-03T16:00:00Z")),
+            occurrence_start: Some(at("2030-05-03T09:00:00Z")),
+            ..AppointmentPatch::default()
         };
-        date = next;
+        model
+            .update("room-a@contoso.example", &series.uid, patch, false)
+            .unwrap();
+
+        let truth = model
+            .truth(
+                "room-a@contoso.example",
+                at("2030-05-01T00:00:00Z"),
+                at("2030-05-05T00:00:00Z"),
+            )
+            .unwrap();
+
+        assert_eq!(truth.len(), 2);
+        assert_eq!(truth[1].occurrence_start, Some(at("2030-05-03T09:00:00Z")));
+        assert_eq!(truth[1].start, at("2030-05-03T15:00:00Z"));
     }
-    out
-}
 
-fn week_start(date: NaiveDate, pattern: &Pattern) -> NaiveDate {
-    let first = match pattern {
-        Pattern::Weekly {
-            first_day_of_week, ..
-        } => *first_day_of_week,
-        _ => chrono::Weekday::Sun,
-    };
-    let offset = (7 + date.weekday().num_days_from_monday() - first.num_days_from_monday()) % 7;
-    date - Duration::days(offset as i64)
-}
+    #[test]
+    fn sync_state_of_another_mailbox_or_tampered_is_rejected() {
+        let mut model = model();
+        model
+            .create(
+                "room-a@contoso.example",
+                meeting("2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z", "UTC", None),
+            )
+            .unwrap();
+        let state = model.sync(0, None, 10, &[]).unwrap().sync_state;
+        let mut tampered = BASE64.decode(&state).unwrap();
+        tampered[12] ^= 1;
 
-fn matches_pattern(
-    pattern: &Pattern,
-    range_start: NaiveDate,
-    first_week: NaiveDate,
-    date: NaiveDate,
-) -> bool {
-    match pattern {
-        Pattern::Daily { interval } => {
-            (date - range_start).num_days() % (*interval).max(1) as i64 == 0
-        }
-        Pattern::Weekly { interval, days, .. } => {
-            let weeks = (date - first_week).num_days() / 7;
-            days.contains(&date.weekday()) && weeks % (*interval).max(1) as i64 == 0
-        }
-        Pattern::AbsoluteMonthly {
-            interval,
-            day_of_month,
-        } => {
-            let months = (date.year() - range_start.year()) * 12 + date.month() as i32
-                - range_start.month() as i32;
-            months % (*interval).max(1) as i32 == 0 && date.day() == clamp_day(date, *day_of_month)
-        }
-        Pattern::AbsoluteYearly {
-            month,
-            day_of_month,
-        } => date.month() == *month && date.day() == clamp_day(date, *day_of_month),
-        // The shared expansion handles the relative patterns; the local one has none.
-        Pattern::RelativeMonthly { .. } | Pattern::RelativeYearly { .. } => false,
+        assert!(model.sync(0, Some(&state), 10, &[]).is_ok());
+        assert!(model.sync(1, Some(&state), 10, &[]).is_err());
+        assert!(model
+            .sync(0, Some(&BASE64.encode(tampered)), 10, &[])
+            .is_err());
+        assert!(model.sync(0, Some("%%%"), 10, &[]).is_err());
     }
-}
 
-fn clamp_day(date: NaiveDate, day: u32) -> u32 {
-    let next_month = if date.month() == 12 {
-        NaiveDate::from_ymd_opt(date.year() + 1, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
-    };
-    let days_in_month = next_month
-        .and_then(|next| next.pred_opt())
-        .map_or(31, |last| last.day());
-    day.min(days_in_month)
+    #[test]
+    fn an_item_created_and_deleted_since_the_state_is_not_reported() {
+        let mut model = model();
+        let state = model.sync(0, None, 10, &[]).unwrap().sync_state;
+        let (created, _) = model
+            .create(
+                "room-a@contoso.example",
+                meeting("2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z", "UTC", None),
+            )
+            .unwrap();
+        model
+            .delete(
+                "room-a@contoso.example",
+                &created.uid,
+                DeleteMode::Hard,
+                None,
+            )
+            .unwrap();
+
+        let page = model.sync(0, Some(&state), 10, &[]).unwrap();
+
+        assert!(page.changes.is_empty());
+        assert!(page.includes_last_item_in_range);
+    }
+
+    #[test]
+    fn every_change_gives_a_new_change_key_and_a_later_last_modified_time() {
+        let mut model = model();
+        let (created, _) = model
+            .create(
+                "room-a@contoso.example",
+                meeting("2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z", "UTC", None),
+            )
+            .unwrap();
+        let before = model.lookup(&created.item_id).unwrap().1;
+
+        let (updated, events) = model
+            .update(
+                "room-a@contoso.example",
+                &created.uid,
+                AppointmentPatch::default(),
+                true,
+            )
+            .unwrap();
+        let after = model.lookup(&created.item_id).unwrap().1;
+
+        assert_ne!(created.change_key, updated.change_key);
+        assert!(after.last_modified > before.last_modified);
+        let kinds: Vec<EventKind> = events.events.iter().map(|event| event.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::Modified,
+                EventKind::Modified,
+                EventKind::Modified
+            ]
+        );
+    }
+
+    #[test]
+    fn ids_decode_and_tampered_ids_are_malformed() {
+        let mut model = model();
+        let (created, _) = model
+            .create(
+                "room-b@contoso.example",
+                meeting("2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z", "UTC", None),
+            )
+            .unwrap();
+        let mut bytes = BASE64.decode(&created.item_id).unwrap();
+        bytes[15] ^= 0x10;
+
+        let parts = model.decode_item_id(&created.item_id).unwrap();
+
+        assert_eq!(parts.mailbox, 1);
+        assert_eq!(
+            model.lookup(&BASE64.encode(bytes)).unwrap_err(),
+            LookupError::Malformed
+        );
+        assert_eq!(
+            model.lookup("not an id").unwrap_err(),
+            LookupError::Malformed
+        );
+    }
+
+    #[test]
+    fn the_same_seed_mints_the_same_uids() {
+        let mut first = model();
+        let mut second = model();
+        let appointment = meeting("2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z", "UTC", None);
+
+        let a = first
+            .create("room-a@contoso.example", appointment.clone())
+            .unwrap()
+            .0;
+        let b = second
+            .create("room-a@contoso.example", appointment)
+            .unwrap()
+            .0;
+
+        assert_eq!(a.uid, b.uid);
+        assert_eq!(a.item_id, b.item_id);
+        assert!(a.uid.starts_with("040000008200E00074C5B7101A82E008"));
+    }
+
+    #[test]
+    fn all_day_series_ends_at_local_midnight_across_daylight_saving() {
+        let mut model = model();
+        let daily = rule(
+            Pattern::Daily { interval: 1 },
+            "2030-03-30",
+            RangeEnd::Numbered { count: 2 },
+        );
+        let mut appointment = meeting(
+            "2030-03-29T23:00:00Z",
+            "2030-03-30T23:00:00Z",
+            "Europe/Berlin",
+            Some(daily),
+        );
+        appointment.is_all_day = true;
+        model.create("room-a@contoso.example", appointment).unwrap();
+
+        let truth = model
+            .truth(
+                "room-a@contoso.example",
+                at("2030-03-29T00:00:00Z"),
+                at("2030-04-02T00:00:00Z"),
+            )
+            .unwrap();
+
+        let spans: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+            truth.iter().map(|entry| (entry.start, entry.end)).collect();
+        assert_eq!(
+            spans,
+            [
+                (at("2030-03-29T23:00:00Z"), at("2030-03-30T23:00:00Z")),
+                // 31 March 2030 is the day clocks go forward: 23 hours long.
+                (at("2030-03-30T23:00:00Z"), at("2030-03-31T22:00:00Z")),
+            ]
+        );
+    }
 }

@@ -16,7 +16,6 @@
 //! [`Subscription::take_events`].
 
 use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -397,6 +396,9 @@ pub fn open_stream(state: Arc<SimState>, ids: Vec<String>, timeout_minutes: u32)
         deadline: now + state.config.minute * timeout_minutes,
         last_write: now,
         heartbeat: state.config.heartbeat_interval,
+        faults: state.faults.watch_streams(),
+        drop_generation: state.faults.stream_faults().drop_generation,
+        dropped: false,
         state,
         subscriptions: known,
         stream_id,
@@ -407,8 +409,17 @@ pub fn open_stream(state: Arc<SimState>, ids: Vec<String>, timeout_minutes: u32)
         rng: SmallRng::seed_from_u64(rng_seed),
     };
     let body = futures::stream::unfold(stream_state, |mut stream| async move {
-        let chunk = stream.next_chunk().await?;
-        Some((Ok::<Bytes, Infallible>(chunk), stream))
+        match stream.next_chunk().await {
+            Some(chunk) => Some((Ok(chunk), stream)),
+            None if std::mem::take(&mut stream.dropped) => {
+                let reset = std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "stream dropped by an injected fault",
+                );
+                Some((Err(reset), stream))
+            }
+            None => None,
+        }
     });
     stream_response(Body::from_stream(body))
 }
@@ -436,6 +447,12 @@ struct StreamState {
     last_write: Instant,
     heartbeat: std::time::Duration,
     rng: SmallRng,
+    /// Stream faults (drop, stall) from `faults`; the sender lives in the shared state.
+    faults: tokio::sync::watch::Receiver<crate::sim::faults::StreamFaults>,
+    /// The drop generation when the stream opened; a newer one drops it.
+    drop_generation: u64,
+    /// Set when a fault dropped the stream: the body ends with an error, not cleanly.
+    dropped: bool,
 }
 
 impl Drop for StreamState {
@@ -457,6 +474,18 @@ impl Drop for StreamState {
 impl StreamState {
     async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
+            if crate::sim::faults::hold_stream(
+                &mut self.faults,
+                self.drop_generation,
+                &self.state.shutdown,
+            )
+            .await
+            {
+                self.dropped = !self.finished || !self.pending.is_empty();
+                self.pending.clear();
+                self.finished = true;
+                return None;
+            }
             if !self.pending.is_empty() {
                 return Some(self.cut_chunk());
             }
@@ -488,6 +517,7 @@ impl StreamState {
             tokio::select! {
                 () = self.notify.notified() => {}
                 () = tokio::time::sleep_until(wake_at) => {}
+                _ = self.faults.changed() => {}
                 () = self.state.shutdown.cancelled() => {
                     let text = status_envelope(&mut self.first, "Closed");
                     self.write(text);

@@ -30,6 +30,8 @@ const SUBJECTS: [&str; 8] = [
     "Budget review",
     "Retrospective",
 ];
+/// Share of single meetings booked as all-day events.
+const ALL_DAY_SHARE: f64 = 0.1;
 /// Zones the workload books in.
 const ZONES: [&str; 4] = ["Europe/Berlin", "Europe/London", "America/New_York", "UTC"];
 
@@ -275,8 +277,31 @@ impl Runner<'_> {
         )
     }
 
+    /// An all-day slot: local midnight to the next local midnight, in a random zone.
+    fn all_day_slot(&mut self) -> (DateTime<Utc>, DateTime<Utc>, String) {
+        let zone_name = ZONES[self.rng.gen_range(0..ZONES.len())];
+        let zone = time_zone(zone_name).map_or(chrono_tz::UTC, |info| info.tz);
+        let day = self.today + Duration::days(self.rng.gen_range(1..=60));
+        let midnight = |date: chrono::NaiveDate| {
+            let local = date.and_time(NaiveTime::MIN);
+            zone.from_local_datetime(&local)
+                .earliest()
+                .map_or_else(|| local.and_utc(), |time| time.with_timezone(&Utc))
+        };
+        (
+            midnight(day),
+            midnight(day + Duration::days(1)),
+            zone_name.to_owned(),
+        )
+    }
+
     fn appointment(&mut self, room: &str) -> NewAppointment {
-        let (start, end, zone) = self.slot();
+        let all_day = self.rng.gen_bool(ALL_DAY_SHARE);
+        let (start, end, zone) = if all_day {
+            self.all_day_slot()
+        } else {
+            self.slot()
+        };
         let organizer = self.organizer(room);
         let attendee_count = self.rng.gen_range(0..=3).min(self.users.len());
         let attendees = self
@@ -288,7 +313,7 @@ impl Runner<'_> {
             subject: SUBJECTS[self.rng.gen_range(0..SUBJECTS.len())].to_owned(),
             start,
             end,
-            is_all_day: false,
+            is_all_day: all_day,
             organizer,
             attendees,
             time_zone: Some(zone),

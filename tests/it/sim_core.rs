@@ -724,3 +724,215 @@ async fn workload_applies_the_requested_number_of_changes() {
     assert!(control.stats().changes >= 300);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn subscribe_rejects_delegate_and_multi_mailbox_requests() {
+    let sim = start_simulator().await;
+    let folder = |mailbox: &str| {
+        format!(
+            r#"<t:DistinguishedFolderId Id="calendar"><t:Mailbox><t:EmailAddress>{mailbox}</t:EmailAddress></t:Mailbox></t:DistinguishedFolderId>"#
+        )
+    };
+    let request = |folders: String| {
+        format!(
+            r#"<m:Subscribe><m:StreamingSubscriptionRequest><t:FolderIds>{folders}</t:FolderIds><t:EventTypes><t:EventType>CreatedEvent</t:EventType></t:EventTypes></m:StreamingSubscriptionRequest></m:Subscribe>"#
+        )
+    };
+
+    let (_, delegate) = post_soap(
+        &sim,
+        Some(ROOM),
+        &request(folder("room-002@contoso.example")),
+    )
+    .await;
+    let two = format!(
+        "{}{}",
+        folder("room-002@contoso.example"),
+        folder("room-003@contoso.example")
+    );
+    let (_, multi) = post_soap(&sim, None, &request(two)).await;
+    let (_, own) = post_soap(&sim, None, &request(folder("room-002@contoso.example"))).await;
+    let (status, unknown) = post_soap(&sim, Some("nobody@contoso.example"), SUBSCRIBE_ALL).await;
+
+    assert!(
+        delegate.contains("ErrorSubscriptionDelegateAccessNotSupported"),
+        "{delegate}"
+    );
+    assert!(multi.contains("ErrorInvalidSubscriptionRequest"), "{multi}");
+    assert!(own.contains("NoError"), "{own}");
+    assert_eq!(status, 500);
+    assert!(unknown.contains("ErrorNonExistentMailbox"), "{unknown}");
+    assert_valid_envelopes(&[delegate, multi, own, unknown]);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_stream_carries_notifications_of_several_subscriptions() {
+    let sim = start_simulator().await;
+    let control = sim.control();
+    let other = "room-002@contoso.example";
+    let (first, _) = subscribe(&sim, ROOM).await;
+    let (second, _) = subscribe(&sim, other).await;
+    control
+        .create_appointment(
+            ROOM,
+            appointment("A", "2030-01-07T09:00:00Z", "2030-01-07T10:00:00Z"),
+        )
+        .unwrap();
+    control
+        .create_appointment(
+            other,
+            appointment("B", "2030-01-07T09:00:00Z", "2030-01-07T10:00:00Z"),
+        )
+        .unwrap();
+
+    let stream = read_chunks(open_stream(&sim, ROOM, &[&first, &second]).await)
+        .await
+        .concat();
+
+    let documents = split_envelopes(&stream);
+    assert_valid_envelopes(&documents);
+    let with_both = documents
+        .iter()
+        .find(|document| document.contains(&first) && document.contains(&second))
+        .expect("queued events of both subscriptions share the first envelope");
+    assert_eq!(with_both.matches("Notification>").count(), 4, "{with_both}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_overflowing_queue_reports_missed_events_and_the_subscription_survives() {
+    let sim = Simulator::start(SimConfig {
+        rooms: 1,
+        users: 1,
+        max_queued_events: 8,
+        minute: Duration::from_millis(800),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let control = sim.control();
+    let (id, _) = subscribe(&sim, ROOM).await;
+    for day in 10..15 {
+        control
+            .create_appointment(
+                ROOM,
+                appointment(
+                    "Flood",
+                    &format!("2030-01-{day}T09:00:00Z"),
+                    &format!("2030-01-{day}T10:00:00Z"),
+                ),
+            )
+            .unwrap();
+    }
+
+    let first = read_chunks(open_stream(&sim, ROOM, &[&id]).await)
+        .await
+        .concat();
+    control
+        .create_appointment(
+            ROOM,
+            appointment("After", "2030-01-20T09:00:00Z", "2030-01-20T10:00:00Z"),
+        )
+        .unwrap();
+    let second = read_chunks(open_stream(&sim, ROOM, &[&id]).await)
+        .await
+        .concat();
+
+    assert!(first.contains("ErrorMissedNotificationEvents"), "{first}");
+    assert!(first.contains(&id), "{first}");
+    assert!(second.contains("CreatedEvent>"), "{second}");
+    let mut documents = split_envelopes(&first);
+    documents.extend(split_envelopes(&second));
+    assert_valid_envelopes(&documents);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn occurrence_and_master_ids_lead_to_each_other() {
+    let sim = start_simulator().await;
+    let control = sim.control();
+    let series = series_with_exception(&control);
+    let (_, view) = post_soap(
+        &sim,
+        Some(ROOM),
+        &calendar_view("2030-03-25T00:00:00Z", "2030-03-26T00:00:00Z", None),
+    )
+    .await;
+    let occurrence = between(&view, "ItemId Id=\"", "\"").to_owned();
+
+    let request = format!(
+        r#"<m:GetItem>{ALL_FIELDS}<m:ItemIds><t:ItemId Id="{occurrence}"/><t:RecurringMasterItemId OccurrenceId="{occurrence}"/><t:OccurrenceItemId RecurringMasterId="{}" InstanceIndex="3"/><t:OccurrenceItemId RecurringMasterId="{}" InstanceIndex="9"/></m:ItemIds></m:GetItem>"#,
+        series.item_id, series.item_id
+    );
+    let (_, body) = post_soap(&sim, Some(ROOM), &request).await;
+
+    let messages: Vec<&str> = body
+        .split("GetItemResponseMessage ResponseClass")
+        .skip(1)
+        .collect();
+    assert_eq!(messages.len(), 4, "{body}");
+    assert!(
+        messages[0].contains(">Occurrence<") && messages[0].contains("2030-03-25T09:00:00Z"),
+        "{body}"
+    );
+    assert!(
+        messages[1].contains(">RecurringMaster<") && messages[1].contains(&series.item_id),
+        "{body}"
+    );
+    assert!(
+        messages[2].contains("ErrorItemNotFound"),
+        "the third occurrence is deleted: {body}"
+    );
+    assert!(
+        messages[3].contains("ErrorItemNotFound"),
+        "past the series end: {body}"
+    );
+    assert_valid_envelopes(&[view, body]);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn duplicate_modified_events_follow_the_configured_ratio() {
+    let sim = Simulator::start(SimConfig {
+        rooms: 1,
+        users: 1,
+        duplicate_event_ratio: 1.0,
+        minute: Duration::from_millis(600),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let control = sim.control();
+    let created = control
+        .create_appointment(
+            ROOM,
+            appointment("Twice", "2030-01-07T09:00:00Z", "2030-01-07T10:00:00Z"),
+        )
+        .unwrap();
+    let (id, _) = subscribe(&sim, ROOM).await;
+    let updated = control
+        .update_appointment(
+            ROOM,
+            &created.uid,
+            AppointmentPatch {
+                subject: Some("Again".into()),
+                ..AppointmentPatch::default()
+            },
+        )
+        .unwrap();
+
+    let stream = read_chunks(open_stream(&sim, ROOM, &[&id]).await)
+        .await
+        .concat();
+
+    assert_eq!(
+        stream
+            .matches(&format!("ChangeKey=\"{}\"", updated.change_key))
+            .count(),
+        2,
+        "{stream}"
+    );
+    assert_valid_envelopes(&split_envelopes(&stream));
+    sim.shutdown().await;
+}

@@ -59,7 +59,10 @@ async fn handle(State(state): State<Arc<SimState>>, headers: HeaderMap, body: By
         }
     };
     let operation = request.operation.name.clone();
-    let response = dispatch(state.clone(), headers, request).await;
+    let mut response = dispatch(state.clone(), headers, request).await;
+    for layer in &state.layers.responses {
+        response = layer(state.clone(), operation.clone(), response).await;
+    }
     let outcome = if response.status().is_success() {
         "ok"
     } else {
@@ -104,12 +107,13 @@ async fn dispatch(state: Arc<SimState>, headers: HeaderMap, request: Arc<SoapReq
         }
     }
     for layer in &state.layers.layers {
-        context = match layer(state.clone(), context).await {
+        context = match layer(state.clone(), context, request.clone()).await {
             Ok(context) => context,
             Err(response) => return response,
         };
     }
     let extra_headers = std::mem::take(&mut context.response_headers);
+    let body_guard = context.body_guard.take();
     let variant = request
         .operation
         .children
@@ -140,7 +144,10 @@ async fn dispatch(state: Arc<SimState>, headers: HeaderMap, request: Arc<SoapReq
         },
     };
     response.headers_mut().extend(extra_headers);
-    response
+    match body_guard {
+        Some(guard) => crate::sim::limits::hold_until_body_ends(response, guard),
+        None => response,
+    }
 }
 
 /// Whether the request's server version is at least `minimum`.
