@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use booking_sync::domain::MailboxAddress;
-use booking_sync::sim::{AppointmentPatch, DeleteMode, NewAppointment, Workload, WorkloadMix};
+use booking_sync::sim::{
+    AppointmentPatch, DeleteMode, MailboxKind, NewAppointment, NewMailbox, Workload, WorkloadMix,
+};
 use booking_sync::store::{MeetingRow, MeetingStatus};
 use chrono::{DateTime, Duration as Span, Timelike, Utc};
 
@@ -254,4 +256,47 @@ async fn a_small_queue_under_a_burst_over_many_rooms_stays_bounded_and_converges
     let result = app.wait_converged(Duration::from_secs(120)).await;
     assert!(result.converged(), "{result:?}");
     assert!(result.expected > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_enabled_while_running_is_picked_up_and_a_disabled_one_is_unsubscribed() {
+    let app = TestApp::spawn(TestOptions::default()).await;
+    let new_room = "room-new@contoso.example";
+    app.control
+        .add_mailbox(NewMailbox {
+            email: new_room.to_owned(),
+            display_name: "New room".to_owned(),
+            kind: MailboxKind::Room,
+            aliases: Vec::new(),
+        })
+        .expect("mailbox added");
+    assert_eq!(app.control.stats().subscriptions, 3);
+
+    app.store
+        .upsert_room(&MailboxAddress::new(new_room), "New room", true)
+        .await
+        .expect("room enabled");
+    let created = app
+        .control
+        .create_appointment(new_room, meeting("First booking", at(5, 14), 1))
+        .expect("created");
+    let rows = wait_for(&app, new_room, &created.uid, |rows| rows.len() == 1).await;
+    assert_eq!(rows.len(), 1, "the new room is synced without a restart");
+    assert_eq!(app.control.stats().subscriptions, 4);
+
+    let changed = app
+        .store
+        .set_room_sync_enabled(&MailboxAddress::new("room-001@contoso.example"), false)
+        .await
+        .expect("room disabled");
+    assert!(changed);
+    let started = tokio::time::Instant::now();
+    while app.control.stats().subscriptions != 3 && started.elapsed() < CONVERGE {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.control.stats().subscriptions,
+        3,
+        "the disabled room is unsubscribed"
+    );
 }
