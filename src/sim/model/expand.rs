@@ -1,13 +1,14 @@
 //! Expansion of a series into instances, in the series' own time zone.
 //!
-//! `expand_series` is the one place where the model expands a recurrence. It calls a
-//! small local implementation (daily, weekly, absolute monthly and yearly patterns)
-//! until `crate::recurrence::expand` lands; switching is a change to that one function.
+//! `expand_series` is the one place where the model expands a recurrence. It uses a
+//! small implementation of its own (all six patterns, walking day by day) rather than
+//! `crate::recurrence::expand`, so the truth the service is tested against does not
+//! come from the code under test.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use crate::recurrence::{Pattern, RangeEnd, Recurrence};
+use crate::recurrence::{DaySelector, Pattern, RangeEnd, Recurrence, WeekIndex};
 
 /// Most instances one series expansion produces.
 const MAX_INSTANCES: usize = 100_000;
@@ -44,10 +45,6 @@ pub(super) struct Instance {
 }
 
 /// Expands a series into instances overlapping `[from, to)`.
-///
-/// This is the single switch point to `crate::recurrence::expand` once it lands:
-/// replace the body with a call to it (mapping its `Instance`) and delete
-/// `expand_locally`.
 pub(super) fn expand_series(
     rule: &Recurrence,
     timing: &SeriesTiming,
@@ -57,7 +54,7 @@ pub(super) fn expand_series(
     expand_locally(rule, timing, from, to)
 }
 
-/// A simple expansion (daily, weekly, absolute monthly, absolute yearly) in the series' zone.
+/// A simple day-by-day expansion in the series' zone.
 fn expand_locally(
     rule: &Recurrence,
     timing: &SeriesTiming,
@@ -165,8 +162,48 @@ fn matches_pattern(
             month,
             day_of_month,
         } => date.month() == *month && date.day() == clamp_day(date, *day_of_month),
-        // The shared expansion handles the relative patterns; the local one has none.
-        Pattern::RelativeMonthly { .. } | Pattern::RelativeYearly { .. } => false,
+        Pattern::RelativeMonthly {
+            interval,
+            days_of_week,
+            index,
+        } => {
+            let months = (date.year() - range_start.year()) * 12 + date.month() as i32
+                - range_start.month() as i32;
+            months % (*interval).max(1) as i32 == 0
+                && nth_selected_day(date, *days_of_week, *index) == Some(date)
+        }
+        Pattern::RelativeYearly {
+            month,
+            days_of_week,
+            index,
+        } => date.month() == *month && nth_selected_day(date, *days_of_week, *index) == Some(date),
+    }
+}
+
+/// The day of `date`'s month that `selector` and `index` name ("the second
+/// Tuesday", "the last weekday"), found by walking the month's days.
+fn nth_selected_day(date: NaiveDate, selector: DaySelector, index: WeekIndex) -> Option<NaiveDate> {
+    let first = date.with_day(1)?;
+    let selected: Vec<NaiveDate> = first
+        .iter_days()
+        .take_while(|day| day.month() == date.month())
+        .filter(|day| {
+            let weekday = day.weekday();
+            let weekend = matches!(weekday, chrono::Weekday::Sat | chrono::Weekday::Sun);
+            match selector {
+                DaySelector::Weekday(wanted) => weekday == wanted,
+                DaySelector::Day => true,
+                DaySelector::Weekdays => !weekend,
+                DaySelector::WeekendDay => weekend,
+            }
+        })
+        .collect();
+    match index {
+        WeekIndex::First => selected.first().copied(),
+        WeekIndex::Second => selected.get(1).copied(),
+        WeekIndex::Third => selected.get(2).copied(),
+        WeekIndex::Fourth => selected.get(3).copied(),
+        WeekIndex::Last => selected.last().copied(),
     }
 }
 
