@@ -69,6 +69,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// `[sync]`: what part of each calendar is kept in step.
     pub sync: SyncConfig,
+    /// `[resync]`
+    pub resync: ResyncConfig,
     /// `[http]`: the metrics and health listener.
     pub http: HttpConfig,
     /// Read from Exchange and compute changes, but write nothing to the database.
@@ -156,6 +158,26 @@ pub struct SyncConfig {
     pub room_refresh_interval: Duration,
 }
 
+/// `[resync]`: the periodic passes that make the table right whatever the stream missed.
+#[derive(Debug, Clone)]
+pub struct ResyncConfig {
+    /// How often every room gets an incremental catch-up (SyncFolderItems from its
+    /// stored state).
+    pub interval: Duration,
+    /// How often every room is fully reconciled (CalendarView over the window
+    /// compared with the table).
+    pub full_interval: Duration,
+}
+
+impl Default for ResyncConfig {
+    fn default() -> Self {
+        Self {
+            interval: defaults::RESYNC_INTERVAL,
+            full_interval: defaults::FULL_RESYNC_INTERVAL,
+        }
+    }
+}
+
 /// `[http]`: the listener for `/metrics`, `/healthz` and `/readyz`.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -227,6 +249,7 @@ impl Config {
                 window_future_days: defaults::WINDOW_FUTURE_DAYS,
                 room_refresh_interval: defaults::ROOM_REFRESH_INTERVAL,
             },
+            resync: ResyncConfig::default(),
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], defaults::HTTP_PORT)),
             },
@@ -297,6 +320,8 @@ mod defaults {
     pub const WINDOW_FUTURE_DAYS: u32 = 365;
     pub const ROOM_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
     pub const HTTP_PORT: u16 = 9464;
+    pub const RESYNC_INTERVAL: Duration = Duration::from_secs(15 * 60);
+    pub const FULL_RESYNC_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 }
 
 const SECTION_DATABASE: &str = "database";
@@ -305,6 +330,7 @@ const SECTION_SUBSCRIPTIONS: &str = "subscriptions";
 const SECTION_PIPELINE: &str = "pipeline";
 const SECTION_SYNC: &str = "sync";
 const SECTION_HTTP: &str = "http";
+const SECTION_RESYNC: &str = "resync";
 
 // The raw section structs mirror the file. Bounded integers are read as i64 so that an
 // out-of-range value gets a message of ours naming the bounds.
@@ -374,6 +400,15 @@ struct RawSync {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawResync {
+    #[serde(default, with = "humantime_serde::option")]
+    interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    full_interval: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<SocketAddr>,
 }
@@ -388,6 +423,7 @@ struct RawTop {
     subscriptions: Option<toml::Value>,
     pipeline: Option<toml::Value>,
     sync: Option<toml::Value>,
+    resync: Option<toml::Value>,
     http: Option<toml::Value>,
     dry_run: Option<bool>,
 }
@@ -408,6 +444,7 @@ only_section!(OnlyExchange, exchange, RawExchange);
 only_section!(OnlySubscriptions, subscriptions, RawSubscriptions);
 only_section!(OnlyPipeline, pipeline, RawPipeline);
 only_section!(OnlySync, sync, RawSync);
+only_section!(OnlyResync, resync, RawResync);
 only_section!(OnlyHttp, http, RawHttp);
 
 /// Collects problems while building the validated configuration.
@@ -542,6 +579,9 @@ fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
     let sync = problems
         .parse_section::<OnlySync>(text, SECTION_SYNC)
         .map(|doc| doc.sync.unwrap_or_default());
+    let resync = problems
+        .parse_section::<OnlyResync>(text, SECTION_RESYNC)
+        .map(|doc| validate_resync(&mut problems, doc.resync.unwrap_or_default()));
     let http = problems
         .parse_section::<OnlyHttp>(text, SECTION_HTTP)
         .map(|doc| doc.http.unwrap_or_default());
@@ -575,6 +615,7 @@ fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
             subscriptions,
             pipeline,
             sync,
+            resync: resync.unwrap_or_default(),
             http,
             dry_run: top.dry_run.unwrap_or(false),
         }),
@@ -595,6 +636,7 @@ fn section_rank(key: &str) -> usize {
         SECTION_SUBSCRIPTIONS,
         SECTION_PIPELINE,
         SECTION_SYNC,
+        SECTION_RESYNC,
         SECTION_HTTP,
     ]
     .iter()
@@ -834,6 +876,25 @@ fn validate_sync(problems: &mut Problems, raw: RawSync) -> SyncConfig {
             raw.room_refresh_interval,
             defaults::ROOM_REFRESH_INTERVAL,
         ),
+    }
+}
+
+fn validate_resync(problems: &mut Problems, raw: RawResync) -> ResyncConfig {
+    let interval = problems.positive("resync.interval", raw.interval, defaults::RESYNC_INTERVAL);
+    let full_interval = problems.positive(
+        "resync.full_interval",
+        raw.full_interval,
+        defaults::FULL_RESYNC_INTERVAL,
+    );
+    if full_interval < interval {
+        problems.add(
+            "resync.full_interval",
+            "must not be shorter than resync.interval",
+        );
+    }
+    ResyncConfig {
+        interval,
+        full_interval,
     }
 }
 

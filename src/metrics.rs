@@ -43,6 +43,15 @@ pub const ROOMS_ENABLED: &str = "booking_sync_rooms_enabled";
 /// Age of the oldest queued change not yet committed.
 pub const SYNC_LAG: &str = "booking_sync_lag_seconds";
 
+/// Resync runs by kind (incremental, full, roll) and outcome.
+pub const RESYNC_RUNS: &str = "booking_sync_resync_runs_total";
+/// Meeting rows a full reconciliation found different from Exchange and repaired.
+pub const RESYNC_DRIFT_REPAIRED: &str = "booking_sync_resync_drift_repaired_total";
+/// When a resync of every room last finished, by kind.
+pub const RESYNC_LAST_SUCCESS: &str = "booking_sync_resync_last_success_timestamp_seconds";
+/// Confirmed meetings whose organizer is not a known user.
+pub const UNKNOWN_ORGANIZER_MEETINGS: &str = "booking_sync_unknown_organizer_meetings";
+
 /// Histogram buckets for durations, in seconds.
 pub const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -115,5 +124,25 @@ pub fn describe() {
         SYNC_LAG,
         Unit::Seconds,
         "Age of the oldest queued change that is not committed yet"
+    );
+    describe_counter!(
+        RESYNC_RUNS,
+        Unit::Count,
+        "Periodic resyncs of one room, by kind and outcome"
+    );
+    describe_counter!(
+        RESYNC_DRIFT_REPAIRED,
+        Unit::Count,
+        "Meeting rows a full reconciliation found different from Exchange and repaired"
+    );
+    describe_gauge!(
+        RESYNC_LAST_SUCCESS,
+        Unit::Seconds,
+        "When a resync of every room last finished, by kind"
+    );
+    describe_gauge!(
+        UNKNOWN_ORGANIZER_MEETINGS,
+        Unit::Count,
+        "Confirmed meetings whose organizer is not a known user"
     );
 }
