@@ -1,9 +1,11 @@
 //! Integration tests: one binary, against real PostgreSQL and the bundled simulator.
 
+mod calendar_shapes;
 mod ews_client;
 mod ews_requests;
 mod pipeline;
 mod process;
+mod resync;
 mod sim_core;
 mod sim_exchangelib;
 mod sim_extras;
