@@ -42,6 +42,9 @@ pub const STATE_RECEIVED: u32 = 2;
 /// AppointmentState bit: cancelled.
 pub const STATE_CANCELLED: u32 = 4;
 
+/// The change key of every folder (folders never change in the simulator).
+pub const FOLDER_CHANGE_KEY: &str = "AQAAAA==";
+
 /// Whether a mailbox is a room or a person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

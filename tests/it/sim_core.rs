@@ -936,3 +936,34 @@ async fn duplicate_modified_events_follow_the_configured_ratio() {
     assert_valid_envelopes(&split_envelopes(&stream));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_content() {
+    let workload = Workload {
+        changes: 200,
+        rate_per_sec: 0.0,
+        seed: 3,
+        mix: WorkloadMix::default(),
+        wait: true,
+    };
+    let mut contents = Vec::new();
+    for _ in 0..2 {
+        let sim = start_simulator().await;
+        let control = sim.control();
+        control.run_workload(workload.clone()).await.unwrap();
+        let from = chrono::Utc::now() - chrono::Duration::days(1);
+        let to = from + chrono::Duration::days(700);
+        let mut content = Vec::new();
+        for mailbox in control.mailboxes() {
+            for mut entry in control.appointments(&mailbox.email, from, to).unwrap() {
+                entry.last_modified = chrono::DateTime::UNIX_EPOCH;
+                content.push((mailbox.email.clone(), entry));
+            }
+        }
+        contents.push(content);
+        sim.shutdown().await;
+    }
+
+    assert!(contents[0].len() > 50, "{}", contents[0].len());
+    assert_eq!(contents[0], contents[1]);
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::response::Response;
 
-use crate::sim::model::{FolderKind, SyncEntry};
+use crate::sim::model::{FolderKind, SyncEntry, FOLDER_CHANGE_KEY};
 use crate::sim::soap::{self, Element, MessageOutcome, Ns, XmlWriter};
 use crate::sim::{RequestContext, SimState};
 
@@ -55,11 +55,11 @@ pub(super) fn get_folder(
                 writer.open_message("GetFolderResponseMessage", &MessageOutcome::Success);
                 writer.open_m("Folders", &[]);
                 writer.open_t(element, &[]);
-                writer.empty_t("FolderId", &[("Id", &id), ("ChangeKey", "AQAAAA==")]);
+                writer.empty_t("FolderId", &[("Id", &id), ("ChangeKey", FOLDER_CHANGE_KEY)]);
                 if resolved.kind != FolderKind::Root {
                     writer.empty_t(
                         "ParentFolderId",
-                        &[("Id", &parent), ("ChangeKey", "AQAAAA==")],
+                        &[("Id", &parent), ("ChangeKey", FOLDER_CHANGE_KEY)],
                     );
                 }
                 writer.text_t("FolderClass", class);
