@@ -967,3 +967,89 @@ async fn the_same_seed_gives_the_same_content() {
     assert!(contents[0].len() > 50, "{}", contents[0].len());
     assert_eq!(contents[0], contents[1]);
 }
+
+#[tokio::test]
+async fn get_item_writes_every_recurrence_pattern_and_range_valid_against_the_schema() {
+    use booking_sync::recurrence::{DaySelector, WeekIndex};
+    let sim = start_simulator().await;
+    let control = sim.control();
+    let start_date = "2030-06-03".parse().unwrap();
+    let patterns = [
+        (Pattern::Daily { interval: 2 }, RangeEnd::NoEnd),
+        (
+            Pattern::Weekly {
+                interval: 1,
+                days: vec![Weekday::Mon, Weekday::Thu],
+                first_day_of_week: Weekday::Sun,
+            },
+            RangeEnd::EndDate {
+                date: "2030-08-01".parse().unwrap(),
+            },
+        ),
+        (
+            Pattern::AbsoluteMonthly {
+                interval: 1,
+                day_of_month: 3,
+            },
+            RangeEnd::Numbered { count: 4 },
+        ),
+        (
+            Pattern::RelativeMonthly {
+                interval: 2,
+                days_of_week: DaySelector::Weekday(Weekday::Tue),
+                index: WeekIndex::Second,
+            },
+            RangeEnd::Numbered { count: 3 },
+        ),
+        (
+            Pattern::AbsoluteYearly {
+                month: 6,
+                day_of_month: 3,
+            },
+            RangeEnd::NoEnd,
+        ),
+        (
+            Pattern::RelativeYearly {
+                month: 11,
+                days_of_week: DaySelector::Weekdays,
+                index: WeekIndex::Last,
+            },
+            RangeEnd::EndDate {
+                date: "2035-12-31".parse().unwrap(),
+            },
+        ),
+    ];
+    let mut ids = String::new();
+    for (pattern, end) in patterns {
+        let mut series = appointment("Series", "2030-06-03T09:00:00Z", "2030-06-03T10:00:00Z");
+        series.recurrence = Some(Recurrence {
+            pattern,
+            start_date,
+            end,
+        });
+        let created = control.create_appointment(ROOM, series).unwrap();
+        ids.push_str(&format!("<t:ItemId Id=\"{}\"/>", created.item_id));
+    }
+
+    let request = format!("<m:GetItem>{ALL_FIELDS}<m:ItemIds>{ids}</m:ItemIds></m:GetItem>");
+    let (_, body) = post_soap(&sim, Some(ROOM), &request).await;
+
+    for element in [
+        "DailyRecurrence",
+        "WeeklyRecurrence",
+        "AbsoluteMonthlyRecurrence",
+        "RelativeMonthlyRecurrence",
+        "AbsoluteYearlyRecurrence",
+        "RelativeYearlyRecurrence",
+        "NoEndRecurrence",
+        "EndDateRecurrence",
+        "NumberedRecurrence",
+        "<t:DaysOfWeek>Monday Thursday<",
+        "<t:DayOfWeekIndex>Second<",
+        "<t:Month>November<",
+    ] {
+        assert!(body.contains(element), "{element} in {body}");
+    }
+    assert_valid_envelopes(&[body]);
+    sim.shutdown().await;
+}
