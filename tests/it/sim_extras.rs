@@ -907,10 +907,9 @@ async fn drop_and_stall_faults_act_on_open_streams() {
     control.heal();
 
     let ended = dropped_body.expect("a dropped stream ends at once");
-    let text = ended.unwrap_or_default();
     assert!(
-        !text.contains("Closed"),
-        "a dropped stream must not end cleanly: {text}"
+        ended.is_err(),
+        "a dropped stream must not end cleanly: {ended:?}"
     );
     assert!(
         silence.is_err(),

@@ -307,6 +307,27 @@ async fn exercise_faults(simulator: &SimHandle, ews: &Ews, bodies: &mut Bodies) 
     });
     call(ews, bodies, Some(OTHER_ROOM), "<m:GetRoomLists/>").await;
     control.heal();
+    let subscribed = call(ews, bodies, Some(ROOM), client::streaming_subscribe()).await;
+    let id = client::subscription_id(&subscribed);
+    let stream = open_stream(simulator, &[id]).await;
+    control.inject_fault(Fault::MailboxMove {
+        email: MailboxAddress::new(ROOM),
+        duration_s: Some(0),
+    });
+    let moved = stream.text().await.expect("stream body");
+    assert!(moved.contains("MailboxMoveStarted"), "{moved}");
+    for envelope in split_envelopes(&moved) {
+        bodies.add(envelope);
+    }
+    control.heal();
+    call(
+        ews,
+        bodies,
+        Some(ROOM),
+        "<m:ConvertId DestinationFormat=\"EntryId\"><m:SourceIds><t:AlternateId Format=\"EwsId\" \
+         Id=\"DUMMY\" Mailbox=\"DUMMY\"/></m:SourceIds></m:ConvertId>",
+    )
+    .await;
     call(
         ews,
         bodies,
