@@ -2,6 +2,9 @@
 
 use chrono::{NaiveDate, Weekday};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
 use super::*;
 
 fn model() -> Model {
