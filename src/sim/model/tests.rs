@@ -1,9 +1,8 @@
 //! Unit tests of the calendar model.
 
-use chrono::{NaiveDate, Weekday};
-
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use chrono::{NaiveDate, Weekday};
 
 use super::*;
 
