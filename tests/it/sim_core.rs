@@ -1053,3 +1053,33 @@ async fn get_item_writes_every_recurrence_pattern_and_range_valid_against_the_sc
     assert_valid_envelopes(&[body]);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_closes_open_streams_cleanly() {
+    let sim = Simulator::start(SimConfig {
+        rooms: 1,
+        users: 1,
+        minute: Duration::from_secs(60),
+        heartbeat_interval: Duration::from_secs(60),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let (id, _) = subscribe(&sim, ROOM).await;
+    let response = open_stream(&sim, ROOM, &[&id]).await;
+    let reader = tokio::spawn(read_chunks(response));
+
+    tokio::time::timeout(Duration::from_secs(10), sim.shutdown())
+        .await
+        .expect("shutdown does not wait for the stream's timeout");
+    let stream = reader.await.unwrap().concat();
+
+    let documents = split_envelopes(&stream);
+    assert!(
+        documents
+            .last()
+            .is_some_and(|last| last.contains(">Closed<")),
+        "{stream}"
+    );
+    assert_valid_envelopes(&documents);
+}
