@@ -28,7 +28,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::domain::{EventKind, MailboxAddress, SubscriptionId};
 use crate::sim::model::{EventTarget, SimEvent};
-use crate::sim::soap::{self, Element, MessageOutcome, Ns, XmlWriter, NS_MESSAGES, NS_TYPES};
+use crate::sim::soap::{
+    self, Element, MessageOutcome, Ns, SoapRequest, XmlWriter, NS_MESSAGES, NS_TYPES,
+};
 use crate::sim::{Operation, RequestContext, SimState};
 
 /// Events a push notification carries at most.
@@ -625,6 +627,27 @@ pub fn subscribe(state: &Arc<SimState>, context: &RequestContext, operation: &El
         .push
         .start(id.clone(), mailbox, request, watermark.clone());
     subscribe_response(&MessageOutcome::Success, Some((id.as_str(), &watermark)))
+}
+
+/// Unsubscribe cannot end a push subscription (Exchange answers
+/// ErrorInvalidPullSubscriptionId; the callback must answer `Unsubscribe` instead):
+/// returns that answer when the request names one.
+pub fn unsubscribe_refusal(state: &SimState, request: &SoapRequest) -> Option<Response> {
+    let id = request.operation.child(Ns::Messages, "SubscriptionId")?;
+    if !state.push.is_active(&SubscriptionId(id.text.clone())) {
+        return None;
+    }
+    let mut writer = XmlWriter::envelope(false);
+    writer.open_response("UnsubscribeResponse");
+    writer.open_m("ResponseMessages", &[]);
+    writer.open_message(
+        "UnsubscribeResponseMessage",
+        &MessageOutcome::error(
+            "ErrorInvalidPullSubscriptionId",
+            "The subscription id is not a pull or streaming subscription.",
+        ),
+    );
+    Some(soap::xml_response(writer.finish()))
 }
 
 /// Registers the push variant of Subscribe (`Subscribe/PushSubscriptionRequest`).

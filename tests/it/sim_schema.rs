@@ -267,7 +267,15 @@ async fn exercise_subscriptions_and_streams(simulator: &SimHandle, ews: &Ews, bo
 async fn exercise_push(simulator: &SimHandle, ews: &Ews, bodies: &mut Bodies) {
     let callback = Callback::default();
     let url = serve_callback(callback.clone()).await;
-    call(ews, bodies, Some(ROOM), &push_subscribe(&url, 1)).await;
+    let subscribed = call(ews, bodies, Some(ROOM), &push_subscribe(&url, 1)).await;
+    let id = client::subscription_id(&subscribed);
+    call(
+        ews,
+        bodies,
+        Some(ROOM),
+        &format!("<m:Unsubscribe><m:SubscriptionId>{id}</m:SubscriptionId></m:Unsubscribe>"),
+    )
+    .await;
     call(
         ews,
         bodies,
