@@ -287,6 +287,11 @@ pub struct SyncResult {
     pub changes: Vec<SyncEntry>,
 }
 
+/// A sync state that does not decode, does not verify, or belongs to another mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("sync state is invalid for this mailbox")]
+pub struct InvalidSyncState;
+
 /// Why an item lookup failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LookupError {

@@ -11,8 +11,9 @@ use crate::recurrence::RangeEnd;
 use super::expand::{expand_series, overlaps, Instance};
 use super::ids::goid_bytes;
 use super::{
-    timing, CalendarEntry, FolderKind, ItemSnapshot, LookupError, Mailbox, Model, OccurrenceInfo,
-    SimError, SyncEntry, SyncResult, TruthEntry, STATE_CANCELLED, STATE_MEETING, STATE_RECEIVED,
+    timing, CalendarEntry, FolderKind, InvalidSyncState, ItemSnapshot, LookupError, Mailbox, Model,
+    OccurrenceInfo, SimError, SyncEntry, SyncResult, TruthEntry, STATE_CANCELLED, STATE_MEETING,
+    STATE_RECEIVED,
 };
 
 impl Model {
@@ -367,20 +368,24 @@ impl Model {
     ///
     /// # Errors
     ///
-    /// `Err(())` when the state does not decode or verify for this mailbox.
-    #[allow(clippy::result_unit_err)]
+    /// [`InvalidSyncState`] when the state does not decode or verify for this mailbox.
     pub fn sync(
         &self,
         mailbox: u32,
         state: Option<&str>,
         max_changes: usize,
         ignore: &[String],
-    ) -> Result<SyncResult, ()> {
-        let mailbox = self.mailboxes.get(mailbox as usize).ok_or(())?;
+    ) -> Result<SyncResult, InvalidSyncState> {
+        let mailbox = self
+            .mailboxes
+            .get(mailbox as usize)
+            .ok_or(InvalidSyncState)?;
         let from = match state {
             None => 0,
             Some(text) if text.trim().is_empty() => 0,
-            Some(text) => self.decode_sync_state(mailbox, text).ok_or(())?,
+            Some(text) => self
+                .decode_sync_state(mailbox, text)
+                .ok_or(InvalidSyncState)?,
         };
         let mut changes = Vec::new();
         let mut last_seq = from;
