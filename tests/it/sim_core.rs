@@ -585,11 +585,21 @@ async fn get_folder_reports_the_calendar_with_its_count() {
         .unwrap();
 
     let (_, body) = post_soap(&sim, Some(ROOM), r#"<m:GetFolder><m:FolderShape><t:BaseShape>Default</t:BaseShape></m:FolderShape><m:FolderIds><t:DistinguishedFolderId Id="calendar"/><t:DistinguishedFolderId Id="inbox"/></m:FolderIds></m:GetFolder>"#).await;
+    let folder_id = between(&body, "FolderId Id=\"", "\"").to_owned();
+    let by_id = format!(
+        r#"<m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:FolderIds><t:FolderId Id="{folder_id}"/><t:FolderId Id="bm9wZQ=="/></m:FolderIds></m:GetFolder>"#
+    );
+    let (_, by_id) = post_soap(&sim, None, &by_id).await;
 
     assert!(body.contains("CalendarFolder"), "{body}");
     assert!(body.contains("<t:TotalCount>1<"), "{body}");
     assert!(body.contains("ErrorFolderNotFound"), "{body}");
-    assert_valid_envelopes(&[body]);
+    assert!(
+        by_id.contains("CalendarFolder") && by_id.contains("<t:TotalCount>1<"),
+        "{by_id}"
+    );
+    assert!(by_id.contains("ErrorInvalidIdMalformed"), "{by_id}");
+    assert_valid_envelopes(&[body, by_id]);
     sim.shutdown().await;
 }
 
