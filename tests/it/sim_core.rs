@@ -1093,3 +1093,47 @@ async fn shutdown_closes_open_streams_cleanly() {
     );
     assert_valid_envelopes(&documents);
 }
+
+#[tokio::test]
+async fn workload_over_http_runs_in_the_background_when_asked() {
+    use reqwest::Method;
+    let sim = start_simulator().await;
+    let url = format!("{}/_sim/workload", sim.base_url());
+
+    let (waited, report) = call_json(
+        Method::POST,
+        url.clone(),
+        Some(
+            serde_json::json!({"changes": 20, "rate_per_sec": 0, "seed": 1, "mix": {"create": 1}}),
+        ),
+    )
+    .await;
+    let (started, body) = call_json(
+        Method::POST,
+        url.clone(),
+        Some(serde_json::json!({"changes": 5, "rate_per_sec": 100, "seed": 2, "wait": false})),
+    )
+    .await;
+    let (refused, error) = call_json(
+        Method::POST,
+        url,
+        Some(serde_json::json!({"changes": 5, "mix": {"create": 0, "update": 0, "move": 0, "cancel": 0, "delete": 0, "recurring": 0, "exception": 0}})),
+    )
+    .await;
+    let mut changes = 0;
+    for _ in 0..50 {
+        changes = sim.control().stats().changes;
+        if changes >= 25 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert_eq!(waited, 200);
+    assert_eq!(report["created"], 20);
+    assert_eq!(started, 202, "{body}");
+    assert_eq!(refused, 400);
+    assert!(error["error"].as_str().unwrap().contains("mix"), "{error}");
+    assert!(changes >= 25, "the background workload ran: {changes}");
+    sim.shutdown().await;
+}
