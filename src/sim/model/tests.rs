@@ -345,3 +345,61 @@ fn all_day_series_ends_at_local_midnight_across_daylight_saving() {
         ]
     );
 }
+
+#[test]
+fn relative_patterns_pick_the_indexed_day_of_the_month() {
+    let mut model = model();
+    let second_tuesday = rule(
+        Pattern::RelativeMonthly {
+            interval: 1,
+            days_of_week: crate::recurrence::DaySelector::Weekday(Weekday::Tue),
+            index: crate::recurrence::WeekIndex::Second,
+        },
+        "2030-01-01",
+        RangeEnd::Numbered { count: 3 },
+    );
+    let last_weekday = rule(
+        Pattern::RelativeYearly {
+            month: 11,
+            days_of_week: crate::recurrence::DaySelector::Weekdays,
+            index: crate::recurrence::WeekIndex::Last,
+        },
+        "2030-01-01",
+        RangeEnd::Numbered { count: 2 },
+    );
+    model
+        .create(
+            "room-a@contoso.example",
+            meeting(
+                "2030-01-08T12:00:00Z",
+                "2030-01-08T13:00:00Z",
+                "UTC",
+                Some(second_tuesday),
+            ),
+        )
+        .unwrap();
+    model
+        .create(
+            "room-a@contoso.example",
+            meeting(
+                "2030-11-29T08:00:00Z",
+                "2030-11-29T09:00:00Z",
+                "UTC",
+                Some(last_weekday),
+            ),
+        )
+        .unwrap();
+
+    let starts = starts(&model, "2030-01-01T00:00:00Z", "2032-01-01T00:00:00Z");
+
+    assert_eq!(
+        starts,
+        [
+            "2030-01-08T12:00Z",
+            "2030-02-12T12:00Z",
+            "2030-03-12T12:00Z",
+            "2030-11-29T08:00Z",
+            "2031-11-28T08:00Z",
+        ]
+    );
+}
