@@ -28,7 +28,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::domain::{EventKind, MailboxAddress, SubscriptionId};
 use crate::sim::model::{EventTarget, SimEvent};
-use crate::sim::soap::{self, Element, MessageOutcome, Ns, XmlWriter, NS_MESSAGES, NS_TYPES};
+use crate::sim::soap::{
+    self, Element, MessageOutcome, Ns, SoapRequest, XmlWriter, NS_MESSAGES, NS_TYPES,
+};
 use crate::sim::{Operation, RequestContext, SimState};
 
 /// Events a push notification carries at most.
@@ -293,7 +295,7 @@ impl std::fmt::Debug for PushHub {
 /// (removal) ends the task after its current delivery.
 struct Registration {
     mailbox: MailboxAddress,
-    events: mpsc::Sender<PushEvent>,
+    events: mpsc::Sender<Vec<PushEvent>>,
     stop: CancellationToken,
 }
 
@@ -367,18 +369,21 @@ impl PushHub {
         if lock(&self.subscriptions).is_empty() {
             return;
         }
-        for event in events.iter().filter_map(PushEvent::from_sim) {
-            self.publish(mailbox, &event);
-        }
+        let events: Vec<PushEvent> = events.iter().filter_map(PushEvent::from_sim).collect();
+        self.publish(mailbox, &events);
     }
 
-    /// Queues an event for every push subscription of `mailbox`.
-    pub fn publish(&self, mailbox: &MailboxAddress, event: &PushEvent) {
+    /// Queues the events of one change, together, for every push subscription of
+    /// `mailbox`.
+    pub fn publish(&self, mailbox: &MailboxAddress, events: &[PushEvent]) {
+        if events.is_empty() {
+            return;
+        }
         for registration in lock(&self.subscriptions).values() {
             if registration.mailbox == *mailbox {
                 // A full queue means the callback is hopelessly behind; losing the
-                // event matches Exchange dropping a subscription it cannot serve.
-                let _ = registration.events.try_send(event.clone());
+                // events matches Exchange dropping a subscription it cannot serve.
+                let _ = registration.events.try_send(events.to_vec());
             }
         }
     }
@@ -463,7 +468,7 @@ struct Delivery {
     id: SubscriptionId,
     request: PushRequest,
     previous: String,
-    receiver: mpsc::Receiver<PushEvent>,
+    receiver: mpsc::Receiver<Vec<PushEvent>>,
     stop: CancellationToken,
 }
 
@@ -484,14 +489,14 @@ impl Delivery {
                 tokio::select! {
                     () = self.stop.cancelled() => return,
                     received = self.receiver.recv() => match received {
-                        Some(event) => pending.push_back(event),
+                        Some(events) => pending.extend(events),
                         None => return,
                     },
                     () = tokio::time::sleep_until(next_ping) => {}
                 }
             }
-            while let Ok(event) = self.receiver.try_recv() {
-                pending.push_back(event);
+            while let Ok(events) = self.receiver.try_recv() {
+                pending.extend(events);
             }
             let take = pending.len().min(MAX_EVENTS_PER_NOTIFICATION);
             let batch: Vec<PushEvent> = pending.iter().take(take).cloned().collect();
@@ -622,6 +627,27 @@ pub fn subscribe(state: &Arc<SimState>, context: &RequestContext, operation: &El
         .push
         .start(id.clone(), mailbox, request, watermark.clone());
     subscribe_response(&MessageOutcome::Success, Some((id.as_str(), &watermark)))
+}
+
+/// Unsubscribe cannot end a push subscription (Exchange answers
+/// ErrorInvalidPullSubscriptionId; the callback must answer `Unsubscribe` instead):
+/// returns that answer when the request names one.
+pub fn unsubscribe_refusal(state: &SimState, request: &SoapRequest) -> Option<Response> {
+    let id = request.operation.child(Ns::Messages, "SubscriptionId")?;
+    if !state.push.is_active(&SubscriptionId(id.text.clone())) {
+        return None;
+    }
+    let mut writer = XmlWriter::envelope(false);
+    writer.open_response("UnsubscribeResponse");
+    writer.open_m("ResponseMessages", &[]);
+    writer.open_message(
+        "UnsubscribeResponseMessage",
+        &MessageOutcome::error(
+            "ErrorInvalidPullSubscriptionId",
+            "The subscription id is not a pull or streaming subscription.",
+        ),
+    );
+    Some(soap::xml_response(writer.finish()))
 }
 
 /// Registers the push variant of Subscribe (`Subscribe/PushSubscriptionRequest`).
@@ -916,9 +942,9 @@ mod tests {
         };
 
         hub.start(id.clone(), mailbox.clone(), request, first.clone());
-        hub.publish(&mailbox, &event("item-1"));
+        hub.publish(&mailbox, &[event("item-1")]);
         wait_for(|| !lock(&receiver.bodies).is_empty()).await;
-        hub.publish(&mailbox, &event("item-2"));
+        hub.publish(&mailbox, &[event("item-2")]);
         wait_for(|| !hub.is_active(&id)).await;
 
         let bodies = lock(&receiver.bodies).clone();

@@ -1,13 +1,13 @@
 //! Expansion of a series into instances, in the series' own time zone.
 //!
 //! `expand_series` is the one place where the model expands a recurrence. It calls a
-//! small local implementation (daily, weekly, absolute monthly and yearly patterns)
-//! until `crate::recurrence::expand` lands; switching is a change to that one function.
+//! small local implementation of the six patterns until `crate::recurrence::expand`
+//! lands; switching is a change to that one function.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 
-use crate::recurrence::{Pattern, RangeEnd, Recurrence};
+use crate::recurrence::{DaySelector, Pattern, RangeEnd, Recurrence, WeekIndex};
 
 /// Most instances one series expansion produces.
 const MAX_INSTANCES: usize = 100_000;
@@ -157,17 +157,55 @@ fn matches_pattern(
             interval,
             day_of_month,
         } => {
-            let months = (date.year() - range_start.year()) * 12 + date.month() as i32
-                - range_start.month() as i32;
-            months % (*interval).max(1) as i32 == 0 && date.day() == clamp_day(date, *day_of_month)
+            months_between(range_start, date) % (*interval).max(1) as i32 == 0
+                && date.day() == clamp_day(date, *day_of_month)
         }
         Pattern::AbsoluteYearly {
             month,
             day_of_month,
         } => date.month() == *month && date.day() == clamp_day(date, *day_of_month),
-        // The shared expansion handles the relative patterns; the local one has none.
-        Pattern::RelativeMonthly { .. } | Pattern::RelativeYearly { .. } => false,
+        Pattern::RelativeMonthly {
+            interval,
+            days_of_week,
+            index,
+        } => {
+            months_between(range_start, date) % (*interval).max(1) as i32 == 0
+                && is_indexed_day(date, *days_of_week, *index)
+        }
+        Pattern::RelativeYearly {
+            month,
+            days_of_week,
+            index,
+        } => date.month() == *month && is_indexed_day(date, *days_of_week, *index),
     }
+}
+
+fn months_between(from: NaiveDate, to: NaiveDate) -> i32 {
+    (to.year() - from.year()) * 12 + to.month() as i32 - from.month() as i32
+}
+
+/// Whether `date` is, say, the second Tuesday (or the last weekday) of its month.
+fn is_indexed_day(date: NaiveDate, selector: DaySelector, index: WeekIndex) -> bool {
+    let selected = |day: NaiveDate| match selector {
+        DaySelector::Weekday(weekday) => day.weekday() == weekday,
+        DaySelector::Day => true,
+        DaySelector::Weekdays => !matches!(day.weekday(), Weekday::Sat | Weekday::Sun),
+        DaySelector::WeekendDay => matches!(day.weekday(), Weekday::Sat | Weekday::Sun),
+    };
+    if !selected(date) {
+        return false;
+    }
+    let last_day = clamp_day(date, 31);
+    let month_days = (1..=last_day).filter_map(|day| date.with_day(day));
+    let matching: Vec<NaiveDate> = month_days.filter(|day| selected(*day)).collect();
+    let wanted = match index {
+        WeekIndex::First => matching.first(),
+        WeekIndex::Second => matching.get(1),
+        WeekIndex::Third => matching.get(2),
+        WeekIndex::Fourth => matching.get(3),
+        WeekIndex::Last => matching.last(),
+    };
+    wanted == Some(&date)
 }
 
 fn clamp_day(date: NaiveDate, day: u32) -> u32 {
