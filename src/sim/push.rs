@@ -1,16 +1,17 @@
 //! Push notifications: PushSubscriptionRequest and the SendNotification deliveries.
 //!
-//! This module owns push subscriptions once they exist: it validates the request
-//! (callback URL, StatusFrequency 1..1440, optional Watermark), and runs one delivery
-//! task per subscription that POSTs `SendNotification` envelopes to the callback with
-//! PreviousWatermark / Watermark / MoreEvents chaining, sends StatusEvent pings every
-//! StatusFrequency, retries a failing callback on Exchange's ladder (30 s doubling)
-//! until StatusFrequency is exceeded and then drops the subscription, and ends it when
-//! the callback answers `Unsubscribe`. A subscription that names the watermark of an
-//! earlier one of its mailbox first gets the events after it (the hub keeps the last
-//! 1024 events of every mailbox that has had a push subscription). Time is scaled: one simulated minute is
-//! [`PushTiming::minute`]. Events enter through [`PushHub::publish`]; the simulator's
-//! model decides which mailbox they belong to. It does not create subscription ids.
+//! This module owns push subscriptions: it validates the request (callback URL,
+//! StatusFrequency 1..1440, optional Watermark), mints the subscription id, and runs
+//! one delivery task per subscription that POSTs `SendNotification` envelopes to the
+//! callback with PreviousWatermark / Watermark / MoreEvents chaining, sends StatusEvent
+//! pings every StatusFrequency, retries a failing callback on Exchange's ladder (30 s
+//! doubling) until StatusFrequency is exceeded and then drops the subscription, and
+//! ends it when the callback answers `Unsubscribe`. A subscription that names the
+//! watermark of an earlier one of its mailbox first gets the events after it (the hub
+//! keeps the last 1024 events of every mailbox that has had a push subscription).
+//! Time is scaled: one simulated minute is [`PushTiming::minute`]. Model events enter
+//! through [`PushHub::publish_sim`]; push subscriptions are not in the streaming
+//! registry, so Unsubscribe and the subscription limits ask this hub about them.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
