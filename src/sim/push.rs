@@ -1102,4 +1102,32 @@ mod tests {
         assert!(replayed.contains(&format!("<t:PreviousWatermark>{after_first}<")));
         assert_eq!(never_issued, Err(PushError::InvalidWatermark));
     }
+
+    #[tokio::test]
+    async fn more_than_fifty_events_are_split_with_more_events_set() {
+        let receiver = Receiver::default();
+        *lock(&receiver.status) = 200;
+        let url = spawn_receiver(receiver.clone()).await;
+        let hub = hub(Duration::from_secs(60));
+        let mailbox = MailboxAddress::new("room-1@sim.example");
+        let request = PushRequest {
+            url,
+            status_frequency: 30,
+            watermark: None,
+        };
+        hub.start(SubscriptionId::from("many"), mailbox.clone(), request)
+            .expect("subscription starts");
+        let events: Vec<PushEvent> = (0..60)
+            .map(|index| event(&format!("item-{index}")))
+            .collect();
+
+        hub.publish(&mailbox, &events);
+        wait_for(|| lock(&receiver.bodies).len() >= 2).await;
+
+        let bodies = lock(&receiver.bodies).clone();
+        assert_eq!(bodies[0].matches("<t:CreatedEvent>").count(), 50);
+        assert!(bodies[0].contains("<t:MoreEvents>true</t:MoreEvents>"));
+        assert_eq!(bodies[1].matches("<t:CreatedEvent>").count(), 10);
+        assert!(bodies[1].contains("<t:MoreEvents>false</t:MoreEvents>"));
+    }
 }
