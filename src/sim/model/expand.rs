@@ -64,5 +64,3 @@ pub(super) fn expand_series(
         })
         .collect()
 }
-
-
