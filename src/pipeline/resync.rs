@@ -196,6 +196,27 @@ impl<S: CalendarSource> Resync<S> {
         set_last_success("full");
     }
 
+    /// Catches every room up from its stored state, calling `done` after each room.
+    pub async fn catch_up_all<F>(&self, mut done: F)
+    where
+        F: FnMut(&Room, &Result<PassReport, PassError>),
+    {
+        let rooms = self.rooms();
+        let count = rooms.len();
+        let mut results = futures::stream::iter(rooms)
+            .map(|room| async move {
+                let result = self.catch_up_room(&room).await;
+                (room, result)
+            })
+            .buffer_unordered(self.settings.concurrency.max(1));
+        while let Some((room, result)) = results.next().await {
+            record_run("incremental", &result);
+            done(&room, &result);
+        }
+        info!(rooms = count, "Incremental resync finished");
+        set_last_success("incremental");
+    }
+
     /// Catches one room up from its stored state and notes the resync.
     ///
     /// # Errors

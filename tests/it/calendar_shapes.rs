@@ -24,6 +24,7 @@ async fn app() -> TestApp {
         rooms: 2,
         users: 2,
         queue_capacity: 16,
+        ..TestOptions::default()
     })
     .await
 }

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, against real PostgreSQL and the bundled simulator.
 
 mod calendar_shapes;
+mod cli_rooms;
 mod ews_client;
 mod ews_requests;
 mod pipeline;

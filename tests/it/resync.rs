@@ -26,6 +26,7 @@ fn options() -> TestOptions {
         rooms: 2,
         users: 2,
         queue_capacity: 16,
+        ..TestOptions::default()
     }
 }
 
