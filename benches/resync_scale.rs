@@ -34,15 +34,16 @@ async fn admin(statement: &str) {
         .await
         .expect("the local PostgreSQL server answers");
     let task = tokio::spawn(connection);
-    client.batch_execute(statement).await.expect("admin statement");
+    client
+        .batch_execute(statement)
+        .await
+        .expect("admin statement");
     drop(client);
     let _ = task.await;
 }
 
 async fn query_i64(url: &str, sql: &str, since: DateTime<Utc>) -> i64 {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .expect("connects");
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.expect("connects");
     let task = tokio::spawn(connection);
     let count: i64 = client
         .query_one(sql, &[&since])

@@ -334,3 +334,42 @@ async fn a_never_ending_series_rolls_forward_with_the_window() {
     let again = resync.roll_room(&target, later).await.expect("rolled");
     assert_eq!((again.inserted, again.updated), (0, 0), "{again:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_service_reconciles_on_its_full_interval() {
+    let mut app = TestApp::prepare(options()).await;
+    app.config.resync.interval = Duration::from_millis(300);
+    app.config.resync.full_interval = Duration::from_millis(600);
+    app.start().await;
+    let created = app
+        .control
+        .create_appointment(ROOM, meeting("Kept right", hour(2, 15)))
+        .expect("created");
+    assert!(app.wait_converged(CONVERGE).await.converged());
+
+    sql(
+        &app,
+        &format!(
+            "UPDATE meetings SET subject = 'Tampered' WHERE exchange_uid = '{}'",
+            created.uid
+        ),
+    )
+    .await;
+
+    let started = tokio::time::Instant::now();
+    let target = room(&app, ROOM).await;
+    let drift = loop {
+        let statuses = app.store.room_statuses().await.expect("statuses");
+        let drift = statuses
+            .iter()
+            .find(|s| s.room.id == target.id)
+            .map_or(0, |s| s.drift_repaired);
+        if drift > 0 || started.elapsed() > CONVERGE {
+            break drift;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(drift, 1);
+    let result = app.wait_converged(CONVERGE).await;
+    assert!(result.converged(), "{result:?}");
+}
