@@ -24,7 +24,8 @@ use crate::store::PgStore;
 pub struct ResyncOptions {
     /// Only this room (it must be enabled).
     pub room: Option<MailboxAddress>,
-    /// Full reconciliation (window roll, CalendarView compared with the table)
+    /// Full reconciliation (series rolled to the window, CalendarView compared with
+    /// the table)
     /// instead of an incremental catch-up.
     pub full: bool,
 }
@@ -78,16 +79,6 @@ pub async fn run(
     };
     if options.full {
         let now = Utc::now();
-        let mut progress = Progress::new("roll", rooms.len());
-        resync
-            .roll_all(now, |room, result| {
-                progress.advance(
-                    room.email.as_str(),
-                    &outcome(result.as_ref().map(|o| format!("{} added", o.inserted))),
-                );
-            })
-            .await;
-        progress.finish();
         let mut progress = Progress::new("full resync", rooms.len());
         resync
             .reconcile_all(now, |room, result| {

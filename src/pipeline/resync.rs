@@ -38,6 +38,9 @@ const VIEW_PAGE: u32 = 1000;
 const VIEW_SPAN: chrono::Duration = chrono::Duration::days(366);
 /// A range this short that still does not fit one page cannot be read.
 const SHORTEST_SPLIT: chrono::Duration = chrono::Duration::minutes(1);
+/// Occurrences of a series this close to the window's end may be missing only
+/// because the window moved since the last roll (daily): not drift.
+const ROLL_SLACK: chrono::Duration = chrono::Duration::days(2);
 /// SyncFolderItems page size when listing every item to find a series by UID.
 const LIST_PAGE: u16 = 512;
 
@@ -63,6 +66,9 @@ pub struct Reconciliation {
     pub stale: u64,
     /// Confirmed rows Exchange does not have.
     pub extra: u64,
+    /// Occurrences near the window's end that a roll had not materialised yet (not
+    /// drift; written with the repair).
+    pub rolled: u64,
     /// Rows written by the repair.
     pub outcome: ApplyOutcome,
 }
@@ -258,7 +264,8 @@ impl<S: CalendarSource> Resync<S> {
 
     /// Compares the room's calendar view over the window at `now` with its rows and
     /// repairs every difference. The room is caught up first, so changes still on
-    /// their way do not count as drift.
+    /// their way do not count as drift; nor do occurrences that entered the window
+    /// since the last roll (they are materialised here all the same).
     ///
     /// # Errors
     /// A [`PassError`] when reading or writing failed; nothing is written then.
@@ -282,8 +289,8 @@ impl<S: CalendarSource> Resync<S> {
             viewed: view.len() as u64,
             ..Reconciliation::default()
         };
-        let diff = compare(&view, &rows, &mut report);
-        if report.drift() == 0 {
+        let diff = compare(&view, &rows, window.1 - ROLL_SLACK, &mut report);
+        if diff.uids.is_empty() && diff.extra_rows.is_empty() {
             store.record_resync(room.id, true, 0).await?;
             return Ok(report);
         }
@@ -299,14 +306,16 @@ impl<S: CalendarSource> Resync<S> {
         };
         report.outcome = store.rewrite(room.id, &rewrite).await?;
         store.record_resync(room.id, true, report.drift()).await?;
-        metrics::counter!(m::RESYNC_DRIFT_REPAIRED).increment(report.drift());
-        warn!(
-            room_id = room.id.0,
-            missing = report.missing,
-            stale = report.stale,
-            extra = report.extra,
-            "Full reconciliation repaired drift"
-        );
+        if report.drift() > 0 {
+            metrics::counter!(m::RESYNC_DRIFT_REPAIRED).increment(report.drift());
+            warn!(
+                room_id = room.id.0,
+                missing = report.missing,
+                stale = report.stale,
+                extra = report.extra,
+                "Full reconciliation repaired drift"
+            );
+        }
         Ok(report)
     }
 
@@ -474,7 +483,12 @@ struct Diff {
     extra_rows: Vec<i64>,
 }
 
-fn compare(view: &[ViewEntry], rows: &[MeetingRow], report: &mut Reconciliation) -> Diff {
+fn compare(
+    view: &[ViewEntry],
+    rows: &[MeetingRow],
+    roll_edge: DateTime<Utc>,
+    report: &mut Reconciliation,
+) -> Diff {
     let mut diff = Diff::default();
     let by_key: HashMap<RowKey, &MeetingRow> = rows
         .iter()
@@ -484,6 +498,10 @@ fn compare(view: &[ViewEntry], rows: &[MeetingRow], report: &mut Reconciliation)
     for entry in view {
         let key = (entry.uid.clone(), entry.occurrence_start);
         match by_key.get(&key) {
+            None if entry.occurrence_start.is_some() && entry.start >= roll_edge => {
+                report.rolled += 1;
+                diff.uids.insert(entry.uid.clone());
+            }
             None => {
                 report.missing += 1;
                 diff.uids.insert(entry.uid.clone());
@@ -576,10 +594,13 @@ mod tests {
     #[test]
     fn the_comparison_finds_missing_different_and_extra_rows_and_nothing_else() {
         let start = Utc::now();
+        let mut entering = entry("series", start + chrono::Duration::days(2), "Series");
+        entering.occurrence_start = Some(entering.start);
         let view = vec![
             entry("same", start, "Same"),
             entry("changed", start, "New subject"),
             entry("absent", start, "Absent"),
+            entering,
         ];
         let mut cancelled = row(4, "cancelled-extra", start, "Gone");
         cancelled.status = MeetingStatus::Cancelled;
@@ -594,13 +615,14 @@ mod tests {
         ];
         let mut report = Reconciliation::default();
 
-        let diff = compare(&view, &rows, &mut report);
+        let diff = compare(&view, &rows, start + chrono::Duration::days(1), &mut report);
 
         assert_eq!((report.missing, report.stale, report.extra), (1, 1, 1));
         assert_eq!(diff.extra_rows, vec![3]);
         assert_eq!(diff.forced, vec![("changed".to_owned(), None)]);
         let mut uids: Vec<_> = diff.uids.into_iter().collect();
         uids.sort();
-        assert_eq!(uids, vec!["absent", "changed"]);
+        assert_eq!(report.rolled, 1, "entered the window: not drift");
+        assert_eq!(uids, vec!["absent", "changed", "series"]);
     }
 }

@@ -333,6 +333,15 @@ async fn a_never_ending_series_rolls_forward_with_the_window() {
     assert!(result.converged(), "{result:?}");
     let again = resync.roll_room(&target, later).await.expect("rolled");
     assert_eq!((again.inserted, again.updated), (0, 0), "{again:?}");
+
+    let next_day = later + Span::days(1);
+    let reconciled = resync
+        .reconcile_room(&target, next_day)
+        .await
+        .expect("reconciled");
+    assert_eq!(reconciled.drift(), 0, "{reconciled:?}");
+    assert_eq!(reconciled.rolled, 1, "{reconciled:?}");
+    assert_eq!(reconciled.outcome.inserted, 1, "{reconciled:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
