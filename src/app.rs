@@ -70,6 +70,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .install_recorder()
                 .expect("no other metrics recorder is installed in this process");
             m::describe();
+            crate::ews::init_metrics();
             handle
         })
         .clone()

@@ -95,6 +95,25 @@ pub const WRITE_RESULTS: &[&str] = &[
 ];
 /// Values of the `kind` label of [`RESYNC_DRIFT`].
 pub const DRIFT_KINDS: &[&str] = &["missing", "extra", "stale"];
+/// Values of the `reason` label of [`RECONNECTS`].
+pub const RECONNECT_REASONS: &[&str] = &[
+    "silence",
+    "error",
+    "ended",
+    "stream_error",
+    "open_failed",
+    "subscriptions_gone",
+];
+/// Values of the `reason` label of [`RESUBSCRIPTIONS`].
+pub const RESUBSCRIBE_REASONS: &[&str] = &["gone", "dead", "missed"];
+/// Values of the `outcome` label of [`MAILBOX_SYNCS`].
+pub const SYNC_OUTCOMES: &[&str] = &[
+    "ok",
+    "throttled",
+    "source_error",
+    "checkpoint_moved",
+    "store_error",
+];
 /// Values of the `class` label of [`DB_RETRIES`].
 pub const DB_RETRY_CLASSES: &[&str] = &["connection", "serialization", "timeout", "other"];
 
@@ -257,6 +276,15 @@ fn initial_values() {
     }
     for &kind in DRIFT_KINDS {
         metrics::counter!(RESYNC_DRIFT, "kind" => kind).absolute(0);
+    }
+    for &reason in RECONNECT_REASONS {
+        metrics::counter!(RECONNECTS, "reason" => reason).absolute(0);
+    }
+    for &reason in RESUBSCRIBE_REASONS {
+        metrics::counter!(RESUBSCRIPTIONS, "reason" => reason).absolute(0);
+    }
+    for &outcome in SYNC_OUTCOMES {
+        metrics::counter!(MAILBOX_SYNCS, "outcome" => outcome).absolute(0);
     }
     for &class in DB_RETRY_CLASSES {
         metrics::counter!(DB_RETRIES, "class" => class).absolute(0);

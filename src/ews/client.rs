@@ -55,6 +55,20 @@ pub(super) enum Operation {
 }
 
 impl Operation {
+    const ALL: [Self; 11] = [
+        Self::Subscribe,
+        Self::Unsubscribe,
+        Self::GetStreamingEvents,
+        Self::SyncFolderItems,
+        Self::GetItem,
+        Self::FindItem,
+        Self::GetFolder,
+        Self::GetUserSettings,
+        Self::ResolveNames,
+        Self::GetRoomLists,
+        Self::GetRooms,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             Self::Subscribe => "Subscribe",
@@ -441,6 +455,14 @@ impl EwsClient {
             .and_then(|result| result);
         record(operation, started, result.as_ref().err());
         result
+    }
+}
+
+/// Creates the throttling series of every operation at 0, so an alert on them sees
+/// a series before the first back-off.
+pub fn init_metrics() {
+    for operation in Operation::ALL {
+        metrics::counter!(m::EWS_THROTTLED, "operation" => operation.as_str()).absolute(0);
     }
 }
 

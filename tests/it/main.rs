@@ -4,6 +4,7 @@ mod ews_client;
 mod ews_requests;
 mod pipeline;
 mod process;
+mod service_ops;
 mod sim_core;
 mod sim_exchangelib;
 mod sim_extras;

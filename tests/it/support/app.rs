@@ -21,6 +21,8 @@ pub struct TestOptions {
     pub users: usize,
     /// Work queue capacity.
     pub queue_capacity: usize,
+    /// The simulator's authentication (default: none).
+    pub sim_auth: booking_sync::sim::auth::AuthConfig,
 }
 
 impl Default for TestOptions {
@@ -29,6 +31,7 @@ impl Default for TestOptions {
             rooms: 3,
             users: 5,
             queue_capacity: 64,
+            sim_auth: booking_sync::sim::auth::AuthConfig::default(),
         }
     }
 }
@@ -60,6 +63,7 @@ impl TestApp {
             users: options.users,
             seed: 7,
             heartbeat_interval: Duration::from_secs(2),
+            auth: options.sim_auth,
             ..SimConfig::default()
         })
         .await
