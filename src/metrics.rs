@@ -69,6 +69,40 @@ pub const LOOP_PROGRESS_AGE: &str = "booking_sync_loop_progress_age_seconds";
 /// Always 1; the version is a label.
 pub const BUILD_INFO: &str = "booking_sync_build_info";
 
+/// Every metric above, for checks that dashboards and alerts name only these.
+pub const ALL: &[&str] = &[
+    EVENTS_RECEIVED,
+    QUEUE_ENQUEUED,
+    QUEUE_DEQUEUED,
+    QUEUE_COALESCED,
+    QUEUE_DEPTH,
+    QUEUE_CAPACITY,
+    QUEUE_FULL_WAITS,
+    EWS_REQUESTS,
+    EWS_REQUEST_DURATION,
+    EWS_THROTTLED,
+    ITEMS_FETCHED,
+    MEETING_WRITES,
+    MAILBOX_SYNCS,
+    MAILBOX_SYNC_DURATION,
+    STREAMS_OPEN,
+    SUBSCRIPTIONS_ACTIVE,
+    RECONNECTS,
+    RESUBSCRIPTIONS,
+    ROOMS_ENABLED,
+    ROOMS_BY_INITIAL_SYNC,
+    SYNC_LAG,
+    RESYNC_RUNS,
+    RESYNC_DRIFT,
+    RESYNC_LAST_SUCCESS,
+    DB_RETRIES,
+    NOTIFICATIONS_SENT,
+    NOTIFICATIONS_SUPPRESSED,
+    READY,
+    LOOP_PROGRESS_AGE,
+    BUILD_INFO,
+];
+
 /// Values of the `outcome` label of [`EWS_REQUESTS`].
 pub const EWS_OUTCOMES: &[&str] = &[
     "ok",

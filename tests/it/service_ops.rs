@@ -22,40 +22,6 @@ use crate::support::cut_proxy::CutProxy;
 const BINARY: &str = env!("CARGO_BIN_EXE_booking-sync");
 const ROOM: &str = "room-001@contoso.example";
 
-/// Every metric the service documents.
-const ALL_METRICS: &[&str] = &[
-    m::EVENTS_RECEIVED,
-    m::QUEUE_ENQUEUED,
-    m::QUEUE_DEQUEUED,
-    m::QUEUE_COALESCED,
-    m::QUEUE_DEPTH,
-    m::QUEUE_CAPACITY,
-    m::QUEUE_FULL_WAITS,
-    m::EWS_REQUESTS,
-    m::EWS_REQUEST_DURATION,
-    m::EWS_THROTTLED,
-    m::ITEMS_FETCHED,
-    m::MEETING_WRITES,
-    m::MAILBOX_SYNCS,
-    m::MAILBOX_SYNC_DURATION,
-    m::STREAMS_OPEN,
-    m::SUBSCRIPTIONS_ACTIVE,
-    m::RECONNECTS,
-    m::RESUBSCRIPTIONS,
-    m::ROOMS_ENABLED,
-    m::ROOMS_BY_INITIAL_SYNC,
-    m::SYNC_LAG,
-    m::RESYNC_RUNS,
-    m::RESYNC_DRIFT,
-    m::RESYNC_LAST_SUCCESS,
-    m::DB_RETRIES,
-    m::NOTIFICATIONS_SENT,
-    m::NOTIFICATIONS_SUPPRESSED,
-    m::READY,
-    m::LOOP_PROGRESS_AGE,
-    m::BUILD_INFO,
-];
-
 async fn get(url: &str) -> (u16, String) {
     let response = reqwest::get(url).await.expect("the HTTP listener answers");
     let status = response.status().as_u16();
@@ -86,7 +52,7 @@ async fn a_scrape_after_a_workload_passes_promtool_and_carries_every_metric() {
     let (status, scrape) = get(&format!("http://{}/metrics", service.http_addr)).await;
 
     assert_eq!(status, 200);
-    for name in ALL_METRICS {
+    for name in m::ALL {
         assert!(
             scrape.contains(&format!("# HELP {name} ")),
             "{name} is not described"
