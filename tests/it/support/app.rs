@@ -23,6 +23,10 @@ pub struct TestOptions {
     pub queue_capacity: usize,
     /// The simulator's authentication (default: none).
     pub sim_auth: booking_sync::sim::auth::AuthConfig,
+    /// Length of one simulated ConnectionTimeout minute.
+    pub sim_minute: Duration,
+    /// Share of updates for which the simulator sends a duplicate event.
+    pub duplicate_event_ratio: f64,
 }
 
 impl Default for TestOptions {
@@ -32,6 +36,8 @@ impl Default for TestOptions {
             users: 5,
             queue_capacity: 64,
             sim_auth: booking_sync::sim::auth::AuthConfig::default(),
+            sim_minute: Duration::from_secs(60),
+            duplicate_event_ratio: 0.1,
         }
     }
 }
@@ -64,6 +70,8 @@ impl TestApp {
             seed: 7,
             heartbeat_interval: Duration::from_secs(2),
             auth: options.sim_auth,
+            minute: options.sim_minute,
+            duplicate_event_ratio: options.duplicate_event_ratio,
             ..SimConfig::default()
         })
         .await
