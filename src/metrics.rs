@@ -38,6 +38,10 @@ pub const SUBSCRIPTIONS_ACTIVE: &str = "booking_sync_subscriptions_active";
 pub const RECONNECTS: &str = "booking_sync_reconnects_total";
 /// Resubscriptions by reason.
 pub const RESUBSCRIPTIONS: &str = "booking_sync_resubscriptions_total";
+/// Times Exchange throttled the account (ErrorServerBusy or 503).
+pub const EWS_THROTTLED: &str = "booking_sync_ews_throttled_total";
+/// Sync states Exchange rejected, after which a room was synced from scratch.
+pub const SYNC_STATE_RESETS: &str = "booking_sync_sync_state_resets_total";
 /// Rooms enabled for sync.
 pub const ROOMS_ENABLED: &str = "booking_sync_rooms_enabled";
 /// Age of the oldest queued change not yet committed.
@@ -110,6 +114,16 @@ pub fn describe() {
     describe_gauge!(SUBSCRIPTIONS_ACTIVE, Unit::Count, "Subscriptions active");
     describe_counter!(RECONNECTS, Unit::Count, "Streaming reconnects, by reason");
     describe_counter!(RESUBSCRIPTIONS, Unit::Count, "Resubscriptions, by reason");
+    describe_counter!(
+        EWS_THROTTLED,
+        Unit::Count,
+        "Times Exchange throttled the account and requests paused"
+    );
+    describe_counter!(
+        SYNC_STATE_RESETS,
+        Unit::Count,
+        "Sync states rejected by Exchange, each followed by a full resync of the room"
+    );
     describe_gauge!(ROOMS_ENABLED, Unit::Count, "Rooms enabled for sync");
     describe_gauge!(
         SYNC_LAG,
