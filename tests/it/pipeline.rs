@@ -235,6 +235,7 @@ async fn a_small_queue_under_a_burst_over_many_rooms_stays_bounded_and_converges
         rooms: 100,
         users: 20,
         queue_capacity: 16,
+        ..TestOptions::default()
     })
     .await;
 

@@ -21,6 +21,8 @@ pub struct TestOptions {
     pub users: usize,
     /// Work queue capacity.
     pub queue_capacity: usize,
+    /// Share of updates for which the simulator sends the item's event twice.
+    pub duplicate_event_ratio: f64,
 }
 
 impl Default for TestOptions {
@@ -29,6 +31,7 @@ impl Default for TestOptions {
             rooms: 3,
             users: 5,
             queue_capacity: 64,
+            duplicate_event_ratio: SimConfig::default().duplicate_event_ratio,
         }
     }
 }
@@ -60,6 +63,7 @@ impl TestApp {
             users: options.users,
             seed: 7,
             heartbeat_interval: Duration::from_secs(2),
+            duplicate_event_ratio: options.duplicate_event_ratio,
             ..SimConfig::default()
         })
         .await

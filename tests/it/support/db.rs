@@ -35,6 +35,15 @@ impl TestDb {
         }
     }
 
+    /// Runs statements on it directly, as an operator (or a fault) would.
+    pub async fn execute(&self, sql: &str) {
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .expect("the test database answers");
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.expect("statement runs");
+    }
+
     /// Database settings pointing at it.
     pub fn config(&self) -> DatabaseConfig {
         DatabaseConfig {

@@ -4,6 +4,8 @@
 
 pub mod app;
 pub mod db;
+pub mod faults;
+pub mod proxy;
 pub mod xsd;
 
 /// Logs to the test output when `TEST_LOG` is set (e.g. `TEST_LOG=debug`).
