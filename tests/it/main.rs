@@ -2,6 +2,7 @@
 
 mod ews_client;
 mod ews_requests;
+mod faults_db;
 mod faults_ews;
 mod pipeline;
 mod process;

@@ -37,6 +37,8 @@ pub struct RowOptions {
     pub duplicate_event_ratio: f64,
     /// Work queue capacity.
     pub queue_capacity: usize,
+    /// Start the service in this process (rows on the binary start their own).
+    pub in_process: bool,
 }
 
 impl Default for RowOptions {
@@ -48,6 +50,7 @@ impl Default for RowOptions {
             db_proxy: false,
             duplicate_event_ratio: 0.1,
             queue_capacity: 64,
+            in_process: true,
         }
     }
 }
@@ -116,13 +119,16 @@ impl FaultRow {
                 .db
                 .url
                 .replace(&target.to_string(), &proxy.addr().to_string());
-            app.config.database.statement_timeout = Duration::from_secs(5);
-            app.config.database.connect_timeout = Duration::from_secs(3);
+            // A black-holed transaction gives up after 2 × 2 s + 2 s.
+            app.config.database.statement_timeout = Duration::from_secs(2);
+            app.config.database.connect_timeout = Duration::from_secs(2);
             Some(proxy)
         } else {
             None
         };
-        app.start().await;
+        if options.in_process {
+            app.start().await;
+        }
         let stats_before = app.control.stats();
         Self {
             row,
