@@ -29,6 +29,12 @@ use crate::store::PgStore;
 
 /// Code of the stream error that says events were lost but the subscription lives.
 const MISSED_EVENTS: &str = "ErrorMissedNotificationEvents";
+/// Code of the stream error that says another connection took the subscriptions;
+/// they live on and this connection ends.
+const STREAM_TAKEN: &str = "ErrorNewEventStreamConnectionOpened";
+/// How long a mailbox whose subscription failed (a mailbox move, throttling) waits
+/// before the group tries to subscribe it again.
+const SUBSCRIBE_RETRY: Duration = Duration::from_secs(5);
 /// First reconnect delay after a failure; doubles up to [`MAX_RECONNECT_DELAY`].
 const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(250);
 /// Longest delay between two reconnect attempts.
@@ -192,6 +198,7 @@ impl Listener {
         state: &mut GroupState,
         wanted: &[MailboxAddress],
     ) -> Result<(), Closed> {
+        state.resubscribe_at = None;
         let wanted_set: HashSet<&MailboxAddress> = wanted.iter().collect();
         let anchor_gone = state
             .affinity
@@ -244,6 +251,7 @@ impl Listener {
                 }
                 Err(err) => {
                     warn!(error = %err, "Subscribing a room failed, retrying later");
+                    state.resubscribe_at = Some(Instant::now() + SUBSCRIBE_RETRY);
                     if let Some(room) = self.store_room_id(mailbox) {
                         let _ = self
                             .store
@@ -276,10 +284,13 @@ impl Listener {
         };
         metrics::gauge!(m::STREAMS_OPEN).increment(1.0);
         let mut seen = EventTimes::default();
+        let resubscribe = state.resubscribe_at;
         let end = loop {
             let next = tokio::select! {
                 next = tokio::time::timeout(self.settings.heartbeat_timeout, stream.next_message()) => next,
                 _ = members.changed() => break StreamEnd::MembersChanged,
+                // Mailboxes whose subscription failed get another try.
+                () = sleep_until_some(resubscribe) => break StreamEnd::MembersChanged,
                 _ = cancel.cancelled() => break StreamEnd::Cancelled,
             };
             let message = match next {
@@ -379,6 +390,17 @@ impl Listener {
                 for mailbox in affected {
                     self.queue.push(&mailbox, None, Reason::CatchUp).await?;
                 }
+            } else if error.code == STREAM_TAKEN {
+                // The subscriptions live on another connection now; reopen ours
+                // (after the reconnect delay, so two readers cannot ping-pong fast).
+                warn!(
+                    count = error.subscription_ids.len(),
+                    "Another streaming connection took the subscriptions, reopening"
+                );
+                return Ok(Some(StreamEnd::Failed {
+                    reason: "stream_taken",
+                    catch_up: true,
+                }));
             } else if !error.subscription_ids.is_empty() {
                 warn!(code = %error.code, count = error.subscription_ids.len(), "Subscriptions reported dead, resubscribing them");
                 metrics::counter!(m::RESUBSCRIPTIONS, "reason" => "dead")
@@ -430,6 +452,9 @@ impl Listener {
 #[derive(Default)]
 struct GroupState {
     affinity: Option<Affinity>,
+    /// Set when a wanted mailbox could not be subscribed: the open stream ends then
+    /// so the next reconcile tries again.
+    resubscribe_at: Option<Instant>,
     by_subscription: HashMap<SubscriptionId, MailboxAddress>,
     by_mailbox: HashMap<MailboxAddress, SubscriptionId>,
 }
@@ -503,6 +528,14 @@ impl EventTimes {
         if let Err(err) = listener.store.record_events(&seen).await {
             debug!(error = %err, "Could not record event times");
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no `at`.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

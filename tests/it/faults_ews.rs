@@ -304,3 +304,26 @@ async fn row14_every_notification_twice_still_gives_one_row_per_meeting() {
         "coalescing keeps fetches down: {report:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_move_in_progress_is_waited_out_and_the_room_resubscribed() {
+    let row = FaultRow::start("move", RowOptions::default()).await;
+    let room = booking_sync::domain::MailboxAddress::new("room-005@contoso.example");
+
+    let workload = row.workload();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    row.app.control.inject_fault(Fault::MailboxMove {
+        email: room.clone(),
+        duration_s: Some(3),
+    });
+    // Past the move and the listener's resubscribe delay.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let report = row.finish(workload).await;
+
+    report.assert_passed();
+    let stats = row.app.control.stats();
+    assert_eq!(
+        stats.subscriptions, 50,
+        "every room, the moved one too, is subscribed once"
+    );
+}
