@@ -70,8 +70,8 @@ impl ImpersonationScope {
     }
 }
 
-/// A Basic-auth service account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A Basic-auth service account. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BasicAccount {
     /// The user name (a UPN or an SMTP address).
     pub username: String,
@@ -82,7 +82,8 @@ pub struct BasicAccount {
 }
 
 /// An Entra ID application that obtains tokens with the client-credentials grant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` hides the secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppRegistration {
     /// The application (client) id.
     pub client_id: String,
@@ -90,6 +91,26 @@ pub struct AppRegistration {
     pub client_secret: String,
     /// Whom the application may impersonate (its RBAC-for-applications scope).
     pub impersonation: ImpersonationScope,
+}
+
+impl std::fmt::Debug for BasicAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAccount")
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .field("impersonation", &self.impersonation)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AppRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppRegistration")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("impersonation", &self.impersonation)
+            .finish()
+    }
 }
 
 /// The simulator's authentication settings.
@@ -549,6 +570,24 @@ mod tests {
                 challenge: BEARER_CHALLENGE
             })
         );
+    }
+
+    #[test]
+    fn debug_output_hides_passwords_and_secrets() {
+        let config = bearer_config(DEFAULT_TOKEN_LIFETIME);
+        let account = BasicAccount {
+            username: "svc".to_owned(),
+            password: "hunter2".to_owned(),
+            impersonation: ImpersonationScope::Nobody,
+        };
+
+        let printed = format!("{config:?} {account:?}");
+
+        assert!(
+            !printed.contains("secret\"") && !printed.contains("hunter2"),
+            "{printed}"
+        );
+        assert!(printed.contains("[redacted]"));
     }
 
     #[test]

@@ -465,9 +465,9 @@ pub fn layer() -> Layer {
                 let headers = RouteHeaders::from_headers(&context.headers);
                 let refusal = match context.operation.as_str() {
                     "Subscribe" => place(&state, &mut context, &headers),
-                    "Unsubscribe" | "GetStreamingEvents" => {
-                        check_routes(&state, &context, &request, &headers)
-                    }
+                    "Unsubscribe" => crate::sim::push::unsubscribe_refusal(&state, &request)
+                        .or_else(|| check_routes(&state, &context, &request, &headers)),
+                    "GetStreamingEvents" => check_routes(&state, &context, &request, &headers),
                     _ => None,
                 };
                 if let Some(refusal) = refusal {

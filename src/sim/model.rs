@@ -10,29 +10,31 @@
 //! Everything is deterministic for a seed except the model clock, which follows the
 //! real UTC time (bumped so it never goes backwards).
 
+mod api;
 mod expand;
+mod ids;
+mod views;
+mod zones;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
-use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, Duration, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{CalendarItemType, EventKind, MailboxAddress, ResponseType};
 use crate::recurrence::{Pattern, RangeEnd, Recurrence};
 
 use super::SimError;
-use expand::{expand_series, overlaps, Instance, SeriesTiming};
+pub use api::{
+    AppointmentPatch, AppointmentRef, DeleteMode, MailboxInfo, MailboxKind, NewAppointment,
+    NewMailbox, TruthEntry,
+};
+use expand::{expand_series, Instance, SeriesTiming};
+pub use ids::mix;
+use ids::IdMint;
+pub use zones::{time_zone, TimeZoneInfo};
 
-/// The fixed class id that starts every Outlook global object id.
-const GOID_CLASS: [u8; 16] = [
-    0x04, 0x00, 0x00, 0x00, 0x82, 0x00, 0xE0, 0x00, 0x74, 0xC5, 0xB7, 0x10, 0x1A, 0x82, 0xE0, 0x08,
-];
-/// 2020-01-01 as seconds since 1601 (the FILETIME epoch), the base of UID creation times.
-const UID_EPOCH_SECONDS: u64 = 13_222_310_400;
 /// The prefix Exchange puts before a cancelled meeting's subject.
 pub const CANCELED_PREFIX: &str = "Canceled: ";
 /// AppointmentState bit: a meeting (has attendees).
@@ -42,156 +44,8 @@ pub const STATE_RECEIVED: u32 = 2;
 /// AppointmentState bit: cancelled.
 pub const STATE_CANCELLED: u32 = 4;
 
-/// Whether a mailbox is a room or a person.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MailboxKind {
-    /// A meeting room (resource mailbox).
-    Room,
-    /// A person.
-    User,
-}
-
-/// A mailbox to add to the simulator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewMailbox {
-    /// Primary SMTP address.
-    pub email: String,
-    /// Display name.
-    pub display_name: String,
-    /// Room or user.
-    pub kind: MailboxKind,
-    /// Secondary SMTP addresses.
-    #[serde(default)]
-    pub aliases: Vec<String>,
-}
-
-/// A mailbox as the simulator lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MailboxInfo {
-    /// Primary SMTP address.
-    pub email: String,
-    /// Display name.
-    pub display_name: String,
-    /// Room or user.
-    pub kind: MailboxKind,
-    /// Secondary SMTP addresses.
-    pub aliases: Vec<String>,
-    /// Number of calendar items (singles and masters).
-    pub items: usize,
-}
-
-/// An appointment to create in a mailbox's calendar.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewAppointment {
-    /// Subject line.
-    pub subject: String,
-    /// Start (for a series: of the first occurrence).
-    pub start: DateTime<Utc>,
-    /// End (for a series: of the first occurrence).
-    pub end: DateTime<Utc>,
-    /// All-day meeting.
-    #[serde(default)]
-    pub is_all_day: bool,
-    /// Organizer SMTP address.
-    pub organizer: String,
-    /// Required attendees' SMTP addresses.
-    #[serde(default)]
-    pub attendees: Vec<String>,
-    /// IANA time zone name (default `UTC`).
-    #[serde(default)]
-    pub time_zone: Option<String>,
-    /// Recurrence rule, for a series.
-    #[serde(default)]
-    pub recurrence: Option<Recurrence>,
-    /// Location text (default: the room's name when created in a room).
-    #[serde(default)]
-    pub location: Option<String>,
-    /// Use this UID instead of minting one (the same meeting in another mailbox).
-    #[serde(default)]
-    pub uid: Option<String>,
-}
-
-/// Changes to an appointment; absent fields stay as they are.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppointmentPatch {
-    /// New subject.
-    #[serde(default)]
-    pub subject: Option<String>,
-    /// New start.
-    #[serde(default)]
-    pub start: Option<DateTime<Utc>>,
-    /// New end.
-    #[serde(default)]
-    pub end: Option<DateTime<Utc>>,
-    /// New all-day flag (series and singles only).
-    #[serde(default)]
-    pub is_all_day: Option<bool>,
-    /// New organizer (series and singles only).
-    #[serde(default)]
-    pub organizer: Option<String>,
-    /// New required attendees (series and singles only).
-    #[serde(default)]
-    pub attendees: Option<Vec<String>>,
-    /// New IANA time zone (series and singles only).
-    #[serde(default)]
-    pub time_zone: Option<String>,
-    /// New recurrence rule (series only).
-    #[serde(default)]
-    pub recurrence: Option<Recurrence>,
-    /// New location.
-    #[serde(default)]
-    pub location: Option<String>,
-    /// Change only this occurrence (by original start), making it an exception.
-    #[serde(default)]
-    pub occurrence_start: Option<DateTime<Utc>>,
-}
-
-/// Ids of an appointment after a change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppointmentRef {
-    /// Item id (of the single or the master).
-    pub item_id: String,
-    /// iCalendar UID.
-    pub uid: String,
-    /// Change key of the new version.
-    pub change_key: String,
-}
-
-/// How an appointment is deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeleteMode {
-    /// Moved to Deleted Items (MovedEvent).
-    Soft,
-    /// Purged (DeletedEvent).
-    Hard,
-}
-
-/// One occurrence of the truth: what a correct sync must show for a mailbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TruthEntry {
-    /// iCalendar UID.
-    pub uid: String,
-    /// Original start of an occurrence; `None` for a single meeting.
-    pub occurrence_start: Option<DateTime<Utc>>,
-    /// Subject.
-    pub subject: String,
-    /// Start.
-    pub start: DateTime<Utc>,
-    /// End.
-    pub end: DateTime<Utc>,
-    /// All-day meeting.
-    pub is_all_day: bool,
-    /// Organizer SMTP address.
-    pub organizer: String,
-    /// Cancelled by the organizer.
-    pub is_cancelled: bool,
-    /// Change key of the item (the master for occurrences).
-    pub change_key: String,
-    /// LastModifiedTime of the item (the master for occurrences).
-    pub last_modified: DateTime<Utc>,
-}
+/// The change key of every folder (folders never change in the simulator).
+pub const FOLDER_CHANGE_KEY: &str = "AQAAAA==";
 
 /// Which folder an id or event refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,82 +103,6 @@ pub struct EventBatch {
     pub mailbox: Option<MailboxAddress>,
     /// The events in order.
     pub events: Vec<SimEvent>,
-}
-
-/// A time zone as the simulator stores it: the IANA rule and the Windows id Exchange shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimeZoneInfo {
-    /// The IANA zone used for expansion.
-    pub tz: Tz,
-    /// The Windows id written to `StartTimeZone/@Id`.
-    pub windows_id: &'static str,
-    /// The display name written to `StartTimeZone/@Name`.
-    pub display_name: &'static str,
-}
-
-/// IANA to Windows ids for the zones the simulator supports (`crate::tz` will take over).
-const ZONES: &[(&str, &str, &str)] = &[
-    ("UTC", "UTC", "(UTC) Coordinated Universal Time"),
-    (
-        "Europe/Berlin",
-        "W. Europe Standard Time",
-        "(UTC+01:00) Amsterdam, Berlin, Bern, Rome, Stockholm, Vienna",
-    ),
-    (
-        "Europe/Paris",
-        "Romance Standard Time",
-        "(UTC+01:00) Brussels, Copenhagen, Madrid, Paris",
-    ),
-    (
-        "Europe/London",
-        "GMT Standard Time",
-        "(UTC+00:00) Dublin, Edinburgh, Lisbon, London",
-    ),
-    (
-        "America/New_York",
-        "Eastern Standard Time",
-        "(UTC-05:00) Eastern Time (US & Canada)",
-    ),
-    (
-        "America/Chicago",
-        "Central Standard Time",
-        "(UTC-06:00) Central Time (US & Canada)",
-    ),
-    (
-        "America/Los_Angeles",
-        "Pacific Standard Time",
-        "(UTC-08:00) Pacific Time (US & Canada)",
-    ),
-    (
-        "Asia/Tokyo",
-        "Tokyo Standard Time",
-        "(UTC+09:00) Osaka, Sapporo, Tokyo",
-    ),
-    (
-        "Australia/Sydney",
-        "AUS Eastern Standard Time",
-        "(UTC+10:00) Canberra, Melbourne, Sydney",
-    ),
-];
-
-/// Looks up a supported IANA zone name.
-///
-/// # Errors
-///
-/// [`SimError::Invalid`] for a zone the simulator cannot map to a Windows id.
-pub fn time_zone(name: &str) -> Result<TimeZoneInfo, SimError> {
-    let (iana, windows_id, display_name) = ZONES
-        .iter()
-        .find(|(iana, _, _)| iana.eq_ignore_ascii_case(name))
-        .ok_or_else(|| SimError::Invalid(format!("unsupported time zone {name}")))?;
-    let tz: Tz = iana
-        .parse()
-        .map_err(|_| SimError::Invalid(format!("unsupported time zone {name}")))?;
-    Ok(TimeZoneInfo {
-        tz,
-        windows_id,
-        display_name,
-    })
 }
 
 /// A person on a meeting: address, display name and answer.
@@ -509,6 +287,11 @@ pub struct SyncResult {
     pub changes: Vec<SyncEntry>,
 }
 
+/// A sync state that does not decode, does not verify, or belongs to another mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("sync state is invalid for this mailbox")]
+pub struct InvalidSyncState;
+
 /// Why an item lookup failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LookupError {
@@ -532,7 +315,7 @@ pub struct ModelCounts {
 /// The calendar model of every mailbox.
 #[derive(Debug)]
 pub struct Model {
-    seed: u64,
+    ids: IdMint,
     clock: DateTime<Utc>,
     next_key: u64,
     mailboxes: Vec<Mailbox>,
@@ -540,24 +323,11 @@ pub struct Model {
     changes: u64,
 }
 
-/// Mixes two values into a well-distributed 64-bit hash (splitmix64 finaliser).
-pub fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn hash_str(seed: u64, text: &str) -> u64 {
-    text.bytes()
-        .fold(mix(seed, 0x5157), |h, b| mix(h, b as u64))
-}
-
 impl Model {
     /// An empty model.
     pub fn new(seed: u64) -> Self {
         Self {
-            seed,
+            ids: IdMint::new(seed),
             clock: DateTime::<Utc>::MIN_UTC,
             next_key: 1,
             mailboxes: Vec::new(),
@@ -608,7 +378,7 @@ impl Model {
         }
         self.mailboxes.push(Mailbox {
             index: index as u32,
-            hash: hash_str(self.seed, address.as_str()),
+            hash: self.ids.hash(address.as_str()),
             address,
             display_name: new.display_name,
             kind: new.kind,
@@ -692,32 +462,6 @@ impl Model {
         }
     }
 
-    /// The opaque folder id of a mailbox's folder.
-    pub fn folder_id(&self, mailbox: u32, kind: FolderKind) -> String {
-        let mut bytes = vec![b'S', b'F', kind.code()];
-        bytes.extend_from_slice(&mailbox.to_be_bytes());
-        bytes.extend_from_slice(
-            &(mix(self.seed, mailbox as u64 * 8 + kind.code() as u64) as u32).to_be_bytes(),
-        );
-        BASE64.encode(bytes)
-    }
-
-    /// Decodes a folder id minted by [`Model::folder_id`].
-    pub fn decode_folder_id(&self, id: &str) -> Option<(u32, FolderKind)> {
-        let bytes = BASE64.decode(id).ok()?;
-        if bytes.len() != 11 || bytes[0] != b'S' || bytes[1] != b'F' {
-            return None;
-        }
-        let kind = match bytes[2] {
-            0 => FolderKind::Root,
-            1 => FolderKind::Calendar,
-            2 => FolderKind::DeletedItems,
-            _ => return None,
-        };
-        let mailbox = u32::from_be_bytes(bytes[3..7].try_into().ok()?);
-        (self.folder_id(mailbox, kind) == id).then_some((mailbox, kind))
-    }
-
     /// The index of a mailbox by address.
     ///
     /// # Errors
@@ -741,83 +485,37 @@ impl Model {
             .map_or(0, |m| m.deleted_items)
     }
 
-    fn item_id(&self, mailbox: u32, key: u64, kind: u8, original_start: i64) -> String {
-        let mut bytes = Vec::with_capacity(32);
-        bytes.extend_from_slice(b"AAMkSIM");
-        bytes.push(kind);
-        bytes.extend_from_slice(&mailbox.to_be_bytes());
-        bytes.extend_from_slice(&key.to_be_bytes());
-        bytes.extend_from_slice(&original_start.to_be_bytes());
-        let tag = mix(
-            self.seed,
-            mix(
-                key,
-                mix(mailbox as u64, original_start as u64 ^ kind as u64),
-            ),
-        );
-        bytes.extend_from_slice(&tag.to_be_bytes()[..4]);
-        BASE64.encode(bytes)
+    /// The opaque folder id of a mailbox's folder.
+    pub fn folder_id(&self, mailbox: u32, kind: FolderKind) -> String {
+        self.ids.folder_id(mailbox, kind)
+    }
+
+    /// Decodes a folder id minted by [`Model::folder_id`].
+    pub fn decode_folder_id(&self, id: &str) -> Option<(u32, FolderKind)> {
+        self.ids.decode_folder_id(id)
     }
 
     /// Decodes an item id minted by the model.
     pub fn decode_item_id(&self, id: &str) -> Option<ItemIdParts> {
-        let bytes = BASE64.decode(id).ok()?;
-        if bytes.len() != 32 || &bytes[..7] != b"AAMkSIM" {
-            return None;
-        }
-        let parts = ItemIdParts {
-            kind: bytes[7],
-            mailbox: u32::from_be_bytes(bytes[8..12].try_into().ok()?),
-            key: u64::from_be_bytes(bytes[12..20].try_into().ok()?),
-            original_start: i64::from_be_bytes(bytes[20..28].try_into().ok()?),
-        };
-        (self.item_id(parts.mailbox, parts.key, parts.kind, parts.original_start) == id)
-            .then_some(parts)
+        self.ids.decode_item_id(id)
+    }
+
+    fn item_id(&self, mailbox: u32, key: u64, kind: u8, original_start: i64) -> String {
+        self.ids.item_id(mailbox, key, kind, original_start)
     }
 
     fn change_key(&self, key: u64, version: u32) -> String {
-        let mut bytes = Vec::with_capacity(20);
-        bytes.extend_from_slice(b"DwAAABYA");
-        bytes.extend_from_slice(&key.to_be_bytes());
-        bytes.extend_from_slice(&version.to_be_bytes());
-        BASE64.encode(bytes)
-    }
-
-    fn mint_uid(&mut self) -> String {
-        let key = self.next_key;
-        let mut data = Vec::with_capacity(56);
-        data.extend_from_slice(&GOID_CLASS);
-        data.extend_from_slice(&[0, 0, 0, 0]);
-        // The creation time inside the id is derived from the key, not the clock, so a
-        // seed always yields the same UIDs.
-        let filetime = (UID_EPOCH_SECONDS + key) * 10_000_000;
-        data.extend_from_slice(&filetime.to_le_bytes());
-        data.extend_from_slice(&[0; 8]);
-        data.extend_from_slice(&16u32.to_le_bytes());
-        data.extend_from_slice(&mix(self.seed, key).to_be_bytes());
-        data.extend_from_slice(&mix(key, self.seed ^ 0xA5A5).to_be_bytes());
-        data.iter().map(|b| format!("{b:02X}")).collect()
+        self.ids.change_key(key, version)
     }
 
     fn sync_state(&self, mailbox: &Mailbox, seq: u64) -> String {
-        let mut bytes = Vec::with_capacity(26);
-        bytes.extend_from_slice(b"SS");
-        bytes.extend_from_slice(&mailbox.hash.to_be_bytes());
-        bytes.extend_from_slice(&seq.to_be_bytes());
-        bytes.extend_from_slice(&mix(self.seed, mix(mailbox.hash, seq)).to_be_bytes());
-        BASE64.encode(bytes)
+        self.ids.sync_state(mailbox.hash, seq)
     }
 
     fn decode_sync_state(&self, mailbox: &Mailbox, state: &str) -> Option<u64> {
-        let bytes = BASE64.decode(state.trim()).ok()?;
-        if bytes.len() != 26 || &bytes[..2] != b"SS" {
-            return None;
-        }
-        let hash = u64::from_be_bytes(bytes[2..10].try_into().ok()?);
-        let seq = u64::from_be_bytes(bytes[10..18].try_into().ok()?);
-        let check = u64::from_be_bytes(bytes[18..26].try_into().ok()?);
-        (hash == mailbox.hash && check == mix(self.seed, mix(hash, seq)) && seq <= mailbox.seq)
-            .then_some(seq)
+        self.ids
+            .decode_sync_state(mailbox.hash, state)
+            .filter(|seq| *seq <= mailbox.seq)
     }
 
     fn record(&mut self, index: usize, key: u64) {
@@ -888,7 +586,7 @@ impl Model {
         let now = self.tick();
         let uid = match new.uid {
             Some(uid) if !uid.trim().is_empty() => uid,
-            _ => self.mint_uid(),
+            _ => self.ids.uid(self.next_key),
         };
         if self.mailboxes[index].by_uid.contains_key(&uid) {
             return Err(SimError::Conflict(format!(
@@ -1300,436 +998,6 @@ impl Model {
             None => Vec::new(),
         }
     }
-
-    /// The truth: every live instance overlapping `[from, to)`, one entry per occurrence.
-    ///
-    /// # Errors
-    ///
-    /// [`SimError::NotFound`] for an unknown mailbox.
-    pub fn truth(
-        &self,
-        address: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<TruthEntry>, SimError> {
-        let index = self.mailbox_index(address)?;
-        let mut entries: Vec<TruthEntry> = self
-            .view(index, from, to)
-            .into_iter()
-            .map(|snapshot| {
-                let master =
-                    &self.mailboxes[index].items[&self.mailboxes[index].by_uid[&snapshot.uid]];
-                TruthEntry {
-                    uid: snapshot.uid.clone(),
-                    occurrence_start: snapshot.recurrence_id,
-                    subject: snapshot.subject,
-                    start: snapshot.start,
-                    end: snapshot.end,
-                    is_all_day: snapshot.is_all_day,
-                    organizer: snapshot.organizer.email,
-                    is_cancelled: snapshot.is_cancelled,
-                    change_key: self.change_key(master.key, master.version),
-                    last_modified: master.last_modified,
-                }
-            })
-            .collect();
-        entries.sort_by(|a, b| (a.start, &a.uid).cmp(&(b.start, &b.uid)));
-        Ok(entries)
-    }
-
-    /// Every single item and master of a mailbox's calendar, oldest first.
-    pub fn calendar_items(&self, mailbox: u32) -> Vec<ItemSnapshot> {
-        self.mailboxes
-            .get(mailbox as usize)
-            .map_or_else(Vec::new, |mailbox| {
-                mailbox
-                    .items
-                    .values()
-                    .map(|entry| self.snapshot(mailbox, entry))
-                    .collect()
-            })
-    }
-
-    /// The primary address of a mailbox by index.
-    pub fn address_of(&self, mailbox: u32) -> Option<MailboxAddress> {
-        self.mailboxes
-            .get(mailbox as usize)
-            .map(|mailbox| mailbox.address.clone())
-    }
-
-    /// CalendarView: singles, occurrences and exceptions overlapping `[from, to)`, by start.
-    ///
-    /// # Errors
-    ///
-    /// [`SimError::NotFound`] for an unknown mailbox.
-    pub fn calendar_view(
-        &self,
-        mailbox: u32,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Vec<ItemSnapshot> {
-        let mut snapshots = self.view(mailbox as usize, from, to);
-        snapshots.sort_by(|a, b| (a.start, &a.item_id).cmp(&(b.start, &b.item_id)));
-        snapshots
-    }
-
-    fn view(&self, index: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<ItemSnapshot> {
-        let Some(mailbox) = self.mailboxes.get(index) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for entry in mailbox.items.values() {
-            match &entry.recurrence {
-                None => {
-                    if overlaps(entry.start, entry.end, from, to) {
-                        out.push(self.snapshot(mailbox, entry));
-                    }
-                }
-                Some(rule) => {
-                    let duration = entry.end - entry.start;
-                    // Exceptions can move far from their original slot, so scan them apart.
-                    let widen = Duration::days(1) + duration;
-                    for instance in expand_series(rule, &timing(entry), from - widen, to + widen) {
-                        if entry.deleted_occurrences.contains(&instance.original_start)
-                            || entry.exceptions.contains_key(&instance.original_start)
-                        {
-                            continue;
-                        }
-                        if overlaps(instance.start, instance.end, from, to) {
-                            out.push(self.occurrence_snapshot(mailbox, entry, &instance));
-                        }
-                    }
-                    for (original, exception) in &entry.exceptions {
-                        if overlaps(exception.start, exception.end, from, to) {
-                            let instance = Instance {
-                                original_start: *original,
-                                start: exception.start,
-                                end: exception.end,
-                            };
-                            out.push(self.occurrence_snapshot(mailbox, entry, &instance));
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    fn snapshot(&self, mailbox: &Mailbox, entry: &CalendarEntry) -> ItemSnapshot {
-        let is_meeting = !entry.attendees.is_empty() || !entry.resources.is_empty();
-        let mut state = 0;
-        if is_meeting {
-            state |= STATE_MEETING;
-        }
-        if entry.received {
-            state |= STATE_RECEIVED;
-        }
-        if entry.is_cancelled {
-            state |= STATE_CANCELLED;
-        }
-        let clean = goid_bytes(&entry.uid, None);
-        let mut snapshot = ItemSnapshot {
-            item_id: self.item_id(mailbox.index, entry.key, 0, 0),
-            change_key: self.change_key(entry.key, entry.version),
-            parent_folder_id: self.folder_id(mailbox.index, FolderKind::Calendar),
-            subject: entry.subject.clone(),
-            created: entry.created,
-            last_modified: entry.last_modified,
-            uid: entry.uid.clone(),
-            recurrence_id: None,
-            start: entry.start,
-            end: entry.end,
-            is_all_day: entry.is_all_day,
-            location: entry.location.clone(),
-            is_cancelled: entry.is_cancelled,
-            is_recurring: false,
-            item_type: CalendarItemType::Single,
-            organizer: entry.organizer.clone(),
-            required_attendees: entry.attendees.clone(),
-            resources: entry.resources.clone(),
-            appointment_state: state,
-            time_zone: entry.time_zone.clone(),
-            recurrence: None,
-            first_occurrence: None,
-            last_occurrence: None,
-            modified_occurrences: Vec::new(),
-            deleted_occurrences: Vec::new(),
-            clean_global_object_id: BASE64.encode(&clean),
-            global_object_id: BASE64.encode(&clean),
-        };
-        if let Some(rule) = &entry.recurrence {
-            snapshot.item_type = CalendarItemType::RecurringMaster;
-            snapshot.recurrence = Some(rule.clone());
-        }
-        snapshot
-    }
-
-    /// Adds what only GetItem of a master shows: first/last, modified and deleted occurrences.
-    fn add_series_fields(
-        &self,
-        snapshot: &mut ItemSnapshot,
-        mailbox: &Mailbox,
-        entry: &CalendarEntry,
-    ) {
-        if let Some(rule) = &entry.recurrence {
-            let series_timing = timing(entry);
-            let horizon = entry.start + Duration::days(366 * 5);
-            let instances = expand_series(rule, &series_timing, entry.start, horizon);
-            let info = |instance: &Instance| OccurrenceInfo {
-                item_id: self.item_id(
-                    mailbox.index,
-                    entry.key,
-                    1,
-                    instance.original_start.timestamp(),
-                ),
-                start: instance.start,
-                end: instance.end,
-                original_start: instance.original_start,
-            };
-            snapshot.first_occurrence = instances.first().map(info);
-            if !matches!(rule.end, RangeEnd::NoEnd) {
-                snapshot.last_occurrence = instances.last().map(info);
-            }
-            snapshot.modified_occurrences = entry
-                .exceptions
-                .iter()
-                .map(|(original, exception)| OccurrenceInfo {
-                    item_id: self.item_id(mailbox.index, entry.key, 1, original.timestamp()),
-                    start: exception.start,
-                    end: exception.end,
-                    original_start: *original,
-                })
-                .collect();
-            snapshot.deleted_occurrences = entry.deleted_occurrences.iter().copied().collect();
-        }
-    }
-
-    fn occurrence_snapshot(
-        &self,
-        mailbox: &Mailbox,
-        entry: &CalendarEntry,
-        instance: &Instance,
-    ) -> ItemSnapshot {
-        let mut snapshot = self.snapshot(mailbox, entry);
-        let original = instance.original_start;
-        snapshot.item_id = self.item_id(mailbox.index, entry.key, 1, original.timestamp());
-        snapshot.recurrence_id = Some(original);
-        snapshot.start = instance.start;
-        snapshot.end = instance.end;
-        snapshot.is_recurring = true;
-        snapshot.item_type = CalendarItemType::Occurrence;
-        snapshot.recurrence = None;
-        snapshot.global_object_id = BASE64.encode(goid_bytes(&entry.uid, Some(original)));
-        if let Some(exception) = entry.exceptions.get(&original) {
-            snapshot.item_type = CalendarItemType::Exception;
-            snapshot.subject = exception.subject.clone();
-            snapshot.location = exception.location.clone();
-        }
-        snapshot
-    }
-
-    /// Looks up any item id: single, master, occurrence or exception.
-    ///
-    /// # Errors
-    ///
-    /// [`LookupError::Malformed`] for ids the simulator did not mint,
-    /// [`LookupError::NotFound`] for items or occurrences that are gone.
-    pub fn lookup(&self, id: &str) -> Result<(u32, ItemSnapshot), LookupError> {
-        let parts = self.decode_item_id(id).ok_or(LookupError::Malformed)?;
-        let mailbox = self
-            .mailboxes
-            .get(parts.mailbox as usize)
-            .ok_or(LookupError::NotFound)?;
-        let entry = mailbox.items.get(&parts.key).ok_or(LookupError::NotFound)?;
-        match parts.kind {
-            0 => {
-                let mut snapshot = self.snapshot(mailbox, entry);
-                self.add_series_fields(&mut snapshot, mailbox, entry);
-                Ok((mailbox.index, snapshot))
-            }
-            1 => {
-                let original = Utc
-                    .timestamp_opt(parts.original_start, 0)
-                    .single()
-                    .ok_or(LookupError::Malformed)?;
-                let instance = self.live_instance(mailbox, entry, original)?;
-                Ok((
-                    mailbox.index,
-                    self.occurrence_snapshot(mailbox, entry, &instance),
-                ))
-            }
-            _ => Err(LookupError::NotFound),
-        }
-    }
-
-    fn live_instance(
-        &self,
-        mailbox: &Mailbox,
-        entry: &CalendarEntry,
-        original: DateTime<Utc>,
-    ) -> Result<Instance, LookupError> {
-        if entry.deleted_occurrences.contains(&original) {
-            return Err(LookupError::NotFound);
-        }
-        if let Some(exception) = entry.exceptions.get(&original) {
-            return Ok(Instance {
-                original_start: original,
-                start: exception.start,
-                end: exception.end,
-            });
-        }
-        let rule = entry.recurrence.as_ref().ok_or(LookupError::NotFound)?;
-        let _ = mailbox;
-        expand_series(
-            rule,
-            &timing(entry),
-            original,
-            original + (entry.end - entry.start) + Duration::seconds(1),
-        )
-        .into_iter()
-        .find(|instance| instance.original_start == original)
-        .ok_or(LookupError::NotFound)
-    }
-
-    /// The id of the n-th (1-based) instance of a master, for `OccurrenceItemId`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Model::lookup`]; an index past the series end is `NotFound`.
-    pub fn occurrence_by_index(
-        &self,
-        master_id: &str,
-        index: usize,
-    ) -> Result<String, LookupError> {
-        let parts = self
-            .decode_item_id(master_id)
-            .ok_or(LookupError::Malformed)?;
-        let mailbox = self
-            .mailboxes
-            .get(parts.mailbox as usize)
-            .ok_or(LookupError::NotFound)?;
-        let entry = mailbox.items.get(&parts.key).ok_or(LookupError::NotFound)?;
-        let rule = entry.recurrence.as_ref().ok_or(LookupError::NotFound)?;
-        if index == 0 {
-            return Err(LookupError::NotFound);
-        }
-        let instances = expand_series(
-            rule,
-            &timing(entry),
-            entry.start,
-            entry.start + Duration::days(366 * 10),
-        );
-        let instance = instances.get(index - 1).ok_or(LookupError::NotFound)?;
-        Ok(self.item_id(
-            mailbox.index,
-            entry.key,
-            1,
-            instance.original_start.timestamp(),
-        ))
-    }
-
-    /// The master's id for an occurrence or exception id, for `RecurringMasterItemId`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Model::lookup`].
-    pub fn master_of(&self, occurrence_id: &str) -> Result<String, LookupError> {
-        let parts = self
-            .decode_item_id(occurrence_id)
-            .ok_or(LookupError::Malformed)?;
-        let mailbox = self
-            .mailboxes
-            .get(parts.mailbox as usize)
-            .ok_or(LookupError::NotFound)?;
-        let entry = mailbox.items.get(&parts.key).ok_or(LookupError::NotFound)?;
-        if entry.recurrence.is_none() {
-            return Err(LookupError::NotFound);
-        }
-        Ok(self.item_id(mailbox.index, entry.key, 0, 0))
-    }
-
-    /// SyncFolderItems over a mailbox's calendar from a state (`None`: from the start).
-    ///
-    /// # Errors
-    ///
-    /// `Err(())` when the state does not decode or verify for this mailbox.
-    #[allow(clippy::result_unit_err)]
-    pub fn sync(
-        &self,
-        mailbox: u32,
-        state: Option<&str>,
-        max_changes: usize,
-        ignore: &[String],
-    ) -> Result<SyncResult, ()> {
-        let mailbox = self.mailboxes.get(mailbox as usize).ok_or(())?;
-        let from = match state {
-            None => 0,
-            Some(text) if text.trim().is_empty() => 0,
-            Some(text) => self.decode_sync_state(mailbox, text).ok_or(())?,
-        };
-        let mut changes = Vec::new();
-        let mut last_seq = from;
-        let mut range = mailbox.log.range(from + 1..).peekable();
-        while changes.len() < max_changes {
-            let Some((&seq, &key)) = range.next() else {
-                break;
-            };
-            last_seq = seq;
-            if let Some(entry) = mailbox.items.get(&key) {
-                let snapshot = self.snapshot(mailbox, entry);
-                if ignore.contains(&snapshot.item_id) {
-                    continue;
-                }
-                if entry.created_seq > from {
-                    changes.push(SyncEntry::Create(snapshot));
-                } else {
-                    changes.push(SyncEntry::Update(snapshot));
-                }
-            } else if let Some(tombstone) = mailbox.tombstones.get(&key) {
-                if tombstone.created_seq <= from && !ignore.contains(&tombstone.item_id) {
-                    changes.push(SyncEntry::Delete {
-                        item_id: tombstone.item_id.clone(),
-                        change_key: tombstone.change_key.clone(),
-                    });
-                }
-            }
-        }
-        let includes_last = range.peek().is_none();
-        let last_seq = if includes_last {
-            mailbox.seq.max(last_seq)
-        } else {
-            last_seq
-        };
-        Ok(SyncResult {
-            sync_state: self.sync_state(mailbox, last_seq),
-            includes_last_item_in_range: includes_last,
-            changes,
-        })
-    }
-}
-
-/// The Outlook global object id of a meeting (with the instance date of an occurrence).
-fn goid_bytes(uid: &str, instance: Option<DateTime<Utc>>) -> Vec<u8> {
-    let mut bytes: Vec<u8> = (0..uid.len() / 2)
-        .filter_map(|i| u8::from_str_radix(uid.get(i * 2..i * 2 + 2)?, 16).ok())
-        .collect();
-    if bytes.len() < 20 || bytes[..16] != GOID_CLASS {
-        // A foreign UID (not an Outlook one) is wrapped the way Outlook wraps iCalendar UIDs.
-        let mut wrapped = GOID_CLASS.to_vec();
-        wrapped.extend_from_slice(&[0; 16]);
-        wrapped.extend_from_slice(&(uid.len() as u32 + 12).to_le_bytes());
-        wrapped.extend_from_slice(b"vCal-Uid\x01\x00\x00\x00");
-        wrapped.extend_from_slice(uid.as_bytes());
-        bytes = wrapped;
-    }
-    if let Some(date) = instance {
-        let year = date.year() as u16;
-        bytes[16] = (year >> 8) as u8;
-        bytes[17] = (year & 0xFF) as u8;
-        bytes[18] = date.month() as u8;
-        bytes[19] = date.day() as u8;
-    }
-    bytes
 }
 
 fn validate_recurrence(rule: &Recurrence) -> Result<(), SimError> {
@@ -1763,353 +1031,4 @@ fn timing(entry: &CalendarEntry) -> SeriesTiming {
 }
 
 #[cfg(test)]
-mod tests {
-    use chrono::{NaiveDate, Weekday};
-
-    use super::*;
-
-    fn model() -> Model {
-        let mut model = Model::new(42);
-        for (email, kind) in [
-            ("room-a@contoso.example", MailboxKind::Room),
-            ("room-b@contoso.example", MailboxKind::Room),
-            ("user-a@contoso.example", MailboxKind::User),
-        ] {
-            model
-                .add_mailbox(NewMailbox {
-                    email: email.into(),
-                    display_name: email.into(),
-                    kind,
-                    aliases: Vec::new(),
-                })
-                .unwrap();
-        }
-        model
-    }
-
-    fn at(text: &str) -> DateTime<Utc> {
-        text.parse().unwrap()
-    }
-
-    fn meeting(
-        start: &str,
-        end: &str,
-        zone: &str,
-        recurrence: Option<Recurrence>,
-    ) -> NewAppointment {
-        NewAppointment {
-            subject: "Meeting".into(),
-            start: at(start),
-            end: at(end),
-            is_all_day: false,
-            organizer: "user-a@contoso.example".into(),
-            attendees: Vec::new(),
-            time_zone: Some(zone.into()),
-            recurrence,
-            location: None,
-            uid: None,
-        }
-    }
-
-    fn rule(pattern: Pattern, start: &str, end: RangeEnd) -> Recurrence {
-        Recurrence {
-            pattern,
-            start_date: start.parse::<NaiveDate>().unwrap(),
-            end,
-        }
-    }
-
-    fn starts(model: &Model, from: &str, to: &str) -> Vec<String> {
-        model
-            .truth("room-a@contoso.example", at(from), at(to))
-            .unwrap()
-            .iter()
-            .map(|entry| entry.start.format("%Y-%m-%dT%H:%MZ").to_string())
-            .collect()
-    }
-
-    #[test]
-    fn weekly_series_keeps_local_time_across_daylight_saving() {
-        let mut model = model();
-        let weekly = rule(
-            Pattern::Weekly {
-                interval: 2,
-                days: vec![Weekday::Mon],
-                first_day_of_week: Weekday::Mon,
-            },
-            "2030-03-18",
-            RangeEnd::Numbered { count: 3 },
-        );
-        model
-            .create(
-                "room-a@contoso.example",
-                meeting(
-                    "2030-03-18T08:00:00Z",
-                    "2030-03-18T09:00:00Z",
-                    "Europe/Berlin",
-                    Some(weekly),
-                ),
-            )
-            .unwrap();
-
-        let starts = starts(&model, "2030-03-01T00:00:00Z", "2030-06-01T00:00:00Z");
-
-        assert_eq!(
-            starts,
-            [
-                "2030-03-18T08:00Z",
-                "2030-04-01T07:00Z",
-                "2030-04-15T07:00Z"
-            ]
-        );
-    }
-
-    #[test]
-    fn monthly_series_on_the_31st_falls_back_to_the_last_day_of_short_months() {
-        let mut model = model();
-        let monthly = rule(
-            Pattern::AbsoluteMonthly {
-                interval: 1,
-                day_of_month: 31,
-            },
-            "2030-01-31",
-            RangeEnd::EndDate {
-                date: "2030-03-31".parse().unwrap(),
-            },
-        );
-        model
-            .create(
-                "room-a@contoso.example",
-                meeting(
-                    "2030-01-31T10:00:00Z",
-                    "2030-01-31T11:00:00Z",
-                    "UTC",
-                    Some(monthly),
-                ),
-            )
-            .unwrap();
-
-        let starts = starts(&model, "2030-01-01T00:00:00Z", "2030-12-31T00:00:00Z");
-
-        assert_eq!(
-            starts,
-            [
-                "2030-01-31T10:00Z",
-                "2030-02-28T10:00Z",
-                "2030-03-31T10:00Z"
-            ]
-        );
-    }
-
-    #[test]
-    fn daily_series_with_deleted_occurrence_and_exception_shows_in_the_truth() {
-        let mut model = model();
-        let daily = rule(
-            Pattern::Daily { interval: 1 },
-            "2030-05-01",
-            RangeEnd::Numbered { count: 3 },
-        );
-        let (series, _) = model
-            .create(
-                "room-a@contoso.example",
-                meeting(
-                    "2030-05-01T09:00:00Z",
-                    "2030-05-01T10:00:00Z",
-                    "UTC",
-                    Some(daily),
-                ),
-            )
-            .unwrap();
-        model
-            .delete(
-                "room-a@contoso.example",
-                &series.uid,
-                DeleteMode::Soft,
-                Some(at("2030-05-02T09:00:00Z")),
-            )
-            .unwrap();
-        let patch = AppointmentPatch {
-            start: Some(at("2030-05-03T15:00:00Z")),
-            end: Some(at("2030-05-03T16:00:00Z")),
-            occurrence_start: Some(at("2030-05-03T09:00:00Z")),
-            ..AppointmentPatch::default()
-        };
-        model
-            .update("room-a@contoso.example", &series.uid, patch, false)
-            .unwrap();
-
-        let truth = model
-            .truth(
-                "room-a@contoso.example",
-                at("2030-05-01T00:00:00Z"),
-                at("2030-05-05T00:00:00Z"),
-            )
-            .unwrap();
-
-        assert_eq!(truth.len(), 2);
-        assert_eq!(truth[1].occurrence_start, Some(at("2030-05-03T09:00:00Z")));
-        assert_eq!(truth[1].start, at("2030-05-03T15:00:00Z"));
-    }
-
-    #[test]
-    fn sync_state_of_another_mailbox_or_tampered_is_rejected() {
-        let mut model = model();
-        model
-            .create(
-                "room-a@contoso.example",
-                meeting("2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z", "UTC", None),
-            )
-            .unwrap();
-        let state = model.sync(0, None, 10, &[]).unwrap().sync_state;
-        let mut tampered = BASE64.decode(&state).unwrap();
-        tampered[12] ^= 1;
-
-        assert!(model.sync(0, Some(&state), 10, &[]).is_ok());
-        assert!(model.sync(1, Some(&state), 10, &[]).is_err());
-        assert!(model
-            .sync(0, Some(&BASE64.encode(tampered)), 10, &[])
-            .is_err());
-        assert!(model.sync(0, Some("%%%"), 10, &[]).is_err());
-    }
-
-    #[test]
-    fn an_item_created_and_deleted_since_the_state_is_not_reported() {
-        let mut model = model();
-        let state = model.sync(0, None, 10, &[]).unwrap().sync_state;
-        let (created, _) = model
-            .create(
-                "room-a@contoso.example",
-                meeting("2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z", "UTC", None),
-            )
-            .unwrap();
-        model
-            .delete(
-                "room-a@contoso.example",
-                &created.uid,
-                DeleteMode::Hard,
-                None,
-            )
-            .unwrap();
-
-        let page = model.sync(0, Some(&state), 10, &[]).unwrap();
-
-        assert!(page.changes.is_empty());
-        assert!(page.includes_last_item_in_range);
-    }
-
-    #[test]
-    fn every_change_gives_a_new_change_key_and_a_later_last_modified_time() {
-        let mut model = model();
-        let (created, _) = model
-            .create(
-                "room-a@contoso.example",
-                meeting("2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z", "UTC", None),
-            )
-            .unwrap();
-        let before = model.lookup(&created.item_id).unwrap().1;
-
-        let (updated, events) = model
-            .update(
-                "room-a@contoso.example",
-                &created.uid,
-                AppointmentPatch::default(),
-                true,
-            )
-            .unwrap();
-        let after = model.lookup(&created.item_id).unwrap().1;
-
-        assert_ne!(created.change_key, updated.change_key);
-        assert!(after.last_modified > before.last_modified);
-        let kinds: Vec<EventKind> = events.events.iter().map(|event| event.kind).collect();
-        assert_eq!(
-            kinds,
-            [
-                EventKind::Modified,
-                EventKind::Modified,
-                EventKind::Modified
-            ]
-        );
-    }
-
-    #[test]
-    fn ids_decode_and_tampered_ids_are_malformed() {
-        let mut model = model();
-        let (created, _) = model
-            .create(
-                "room-b@contoso.example",
-                meeting("2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z", "UTC", None),
-            )
-            .unwrap();
-        let mut bytes = BASE64.decode(&created.item_id).unwrap();
-        bytes[15] ^= 0x10;
-
-        let parts = model.decode_item_id(&created.item_id).unwrap();
-
-        assert_eq!(parts.mailbox, 1);
-        assert_eq!(
-            model.lookup(&BASE64.encode(bytes)).unwrap_err(),
-            LookupError::Malformed
-        );
-        assert_eq!(
-            model.lookup("not an id").unwrap_err(),
-            LookupError::Malformed
-        );
-    }
-
-    #[test]
-    fn the_same_seed_mints_the_same_uids() {
-        let mut first = model();
-        let mut second = model();
-        let appointment = meeting("2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z", "UTC", None);
-
-        let a = first
-            .create("room-a@contoso.example", appointment.clone())
-            .unwrap()
-            .0;
-        let b = second
-            .create("room-a@contoso.example", appointment)
-            .unwrap()
-            .0;
-
-        assert_eq!(a.uid, b.uid);
-        assert_eq!(a.item_id, b.item_id);
-        assert!(a.uid.starts_with("040000008200E00074C5B7101A82E008"));
-    }
-
-    #[test]
-    fn all_day_series_ends_at_local_midnight_across_daylight_saving() {
-        let mut model = model();
-        let daily = rule(
-            Pattern::Daily { interval: 1 },
-            "2030-03-30",
-            RangeEnd::Numbered { count: 2 },
-        );
-        let mut appointment = meeting(
-            "2030-03-29T23:00:00Z",
-            "2030-03-30T23:00:00Z",
-            "Europe/Berlin",
-            Some(daily),
-        );
-        appointment.is_all_day = true;
-        model.create("room-a@contoso.example", appointment).unwrap();
-
-        let truth = model
-            .truth(
-                "room-a@contoso.example",
-                at("2030-03-29T00:00:00Z"),
-                at("2030-04-02T00:00:00Z"),
-            )
-            .unwrap();
-
-        let spans: Vec<(DateTime<Utc>, DateTime<Utc>)> =
-            truth.iter().map(|entry| (entry.start, entry.end)).collect();
-        assert_eq!(
-            spans,
-            [
-                (at("2030-03-29T23:00:00Z"), at("2030-03-30T23:00:00Z")),
-                // 31 March 2030 is the day clocks go forward: 23 hours long.
-                (at("2030-03-30T23:00:00Z"), at("2030-03-31T22:00:00Z")),
-            ]
-        );
-    }
-}
+mod tests;

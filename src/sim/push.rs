@@ -1,14 +1,17 @@
 //! Push notifications: PushSubscriptionRequest and the SendNotification deliveries.
 //!
-//! This module owns push subscriptions once they exist: it validates the request
-//! (callback URL, StatusFrequency 1..1440, optional Watermark), and runs one delivery
-//! task per subscription that POSTs `SendNotification` envelopes to the callback with
-//! PreviousWatermark / Watermark / MoreEvents chaining, sends StatusEvent pings every
-//! StatusFrequency, retries a failing callback on Exchange's ladder (30 s doubling)
-//! until StatusFrequency is exceeded and then drops the subscription, and ends it when
-//! the callback answers `Unsubscribe`. Time is scaled: one simulated minute is
-//! [`PushTiming::minute`]. Events enter through [`PushHub::publish`]; the simulator's
-//! model decides which mailbox they belong to. It does not create subscription ids.
+//! This module owns push subscriptions: it validates the request (callback URL,
+//! StatusFrequency 1..1440, optional Watermark), mints the subscription id, and runs
+//! one delivery task per subscription that POSTs `SendNotification` envelopes to the
+//! callback with PreviousWatermark / Watermark / MoreEvents chaining, sends StatusEvent
+//! pings every StatusFrequency, retries a failing callback on Exchange's ladder (30 s
+//! doubling) until StatusFrequency is exceeded and then drops the subscription, and
+//! ends it when the callback answers `Unsubscribe`. A subscription that names the
+//! watermark of an earlier one of its mailbox first gets the events after it (the hub
+//! keeps the last 1024 events of every mailbox that has had a push subscription).
+//! Time is scaled: one simulated minute is [`PushTiming::minute`]. Model events enter
+//! through [`PushHub::publish_sim`]; push subscriptions are not in the streaming
+//! registry, so Unsubscribe and the subscription limits ask this hub about them.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +31,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::domain::{EventKind, MailboxAddress, SubscriptionId};
 use crate::sim::model::{EventTarget, SimEvent};
-use crate::sim::soap::{self, Element, MessageOutcome, Ns, XmlWriter, NS_MESSAGES, NS_TYPES};
+use crate::sim::soap::{
+    self, Element, MessageOutcome, Ns, SoapRequest, XmlWriter, NS_MESSAGES, NS_TYPES,
+};
 use crate::sim::{Operation, RequestContext, SimState};
 
 /// Events a push notification carries at most.
@@ -41,6 +46,8 @@ pub const DEFAULT_STATUS_FREQUENCY: u32 = 30;
 pub const MAX_URL_LENGTH: usize = 2083;
 
 const EVENT_QUEUE_CAPACITY: usize = 4096;
+/// Events kept per mailbox (that has had a push subscription) to resume from a watermark.
+const HISTORY_PER_MAILBOX: usize = 1024;
 const WATERMARK_PREFIX: &str = "SIMWM:";
 
 /// A validated PushSubscriptionRequest.
@@ -276,10 +283,16 @@ pub struct PushHub {
     client: reqwest::Client,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    /// Lock order: `history` before `subscriptions`, so that a subscription starting
+    /// from a watermark sees every event exactly once (replayed or sent).
+    history: Mutex<HashMap<MailboxAddress, VecDeque<Sequenced>>>,
     subscriptions: Mutex<HashMap<SubscriptionId, Registration>>,
     stats: Arc<SharedStats>,
-    watermarks: Arc<AtomicU64>,
+    sequence: AtomicU64,
 }
+
+/// An event with its place in the hub's sequence (its watermark).
+type Sequenced = (u64, PushEvent);
 
 impl std::fmt::Debug for PushHub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -293,7 +306,7 @@ impl std::fmt::Debug for PushHub {
 /// (removal) ends the task after its current delivery.
 struct Registration {
     mailbox: MailboxAddress,
-    events: mpsc::Sender<PushEvent>,
+    events: mpsc::Sender<Vec<Sequenced>>,
     stop: CancellationToken,
 }
 
@@ -323,26 +336,57 @@ impl PushHub {
             cancel,
             subscriptions: Mutex::new(HashMap::new()),
             stats: Arc::new(SharedStats::default()),
-            watermarks: Arc::new(AtomicU64::new(1)),
+            history: Mutex::new(HashMap::new()),
+            sequence: AtomicU64::new(0),
         }
     }
 
-    /// A fresh watermark, for the Subscribe response of a new push subscription.
-    pub fn next_watermark(&self) -> String {
-        encode_watermark(self.watermarks.fetch_add(1, Ordering::Relaxed))
+    /// The current watermark: the position after the newest event.
+    pub fn current_watermark(&self) -> String {
+        encode_watermark(self.sequence.load(Ordering::Relaxed))
     }
 
-    /// Starts delivering to a new subscription from `watermark` (the one its Subscribe
-    /// response carried).
+    /// Starts delivering to a new subscription. With a `watermark` from an earlier
+    /// subscription of the mailbox, the events after it are delivered first. Returns the
+    /// watermark the Subscribe response carries.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::InvalidWatermark`] for a watermark the hub never issued or one
+    /// older than the events it still keeps for the mailbox.
     pub fn start(
         self: &Arc<Self>,
         id: SubscriptionId,
         mailbox: MailboxAddress,
         request: PushRequest,
-        watermark: String,
-    ) {
+    ) -> Result<String, PushError> {
         let (sender, receiver) = mpsc::channel(EVENT_QUEUE_CAPACITY);
         let stop = self.cancel.child_token();
+        let mut history = lock(&self.history);
+        let kept = history.entry(mailbox.clone()).or_default();
+        let current = self.sequence.load(Ordering::Relaxed);
+        let (start, replay) = match request.watermark.as_deref() {
+            None => (current, Vec::new()),
+            Some(mark) => {
+                let from = decode_watermark(mark)
+                    .filter(|from| *from <= current)
+                    .ok_or(PushError::InvalidWatermark)?;
+                let oldest = kept.front().map_or(current + 1, |(sequence, _)| *sequence);
+                if kept.len() >= HISTORY_PER_MAILBOX && from + 1 < oldest {
+                    return Err(PushError::InvalidWatermark);
+                }
+                let replay: Vec<Sequenced> = kept
+                    .iter()
+                    .filter(|(sequence, _)| *sequence > from)
+                    .cloned()
+                    .collect();
+                (from, replay)
+            }
+        };
+        if !replay.is_empty() {
+            // The channel is new and empty, so the replay always fits.
+            let _ = sender.try_send(replay);
+        }
         lock(&self.subscriptions).insert(
             id.clone(),
             Registration {
@@ -351,34 +395,56 @@ impl PushHub {
                 stop: stop.clone(),
             },
         );
+        drop(history);
+        let watermark = encode_watermark(start);
         let delivery = Delivery {
             hub: Arc::clone(self),
             id,
             request,
-            previous: watermark,
+            previous: watermark.clone(),
             receiver,
             stop,
         };
         self.tracker.spawn(delivery.run());
+        Ok(watermark)
     }
 
     /// Queues model events for every push subscription of `mailbox`.
     pub fn publish_sim(&self, mailbox: &MailboxAddress, events: &[SimEvent]) {
-        if lock(&self.subscriptions).is_empty() {
+        if !lock(&self.history).contains_key(mailbox) {
             return;
         }
-        for event in events.iter().filter_map(PushEvent::from_sim) {
-            self.publish(mailbox, &event);
-        }
+        let events: Vec<PushEvent> = events.iter().filter_map(PushEvent::from_sim).collect();
+        self.publish(mailbox, &events);
     }
 
-    /// Queues an event for every push subscription of `mailbox`.
-    pub fn publish(&self, mailbox: &MailboxAddress, event: &PushEvent) {
+    /// Queues the events of one change, together, for every push subscription of
+    /// `mailbox`, and keeps them for subscriptions that resume from a watermark. Only
+    /// mailboxes that have had a push subscription are tracked.
+    pub fn publish(&self, mailbox: &MailboxAddress, events: &[PushEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        let mut history = lock(&self.history);
+        let Some(kept) = history.get_mut(mailbox) else {
+            return;
+        };
+        let sequenced: Vec<Sequenced> = events
+            .iter()
+            .map(|event| {
+                let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+                (sequence, event.clone())
+            })
+            .collect();
+        kept.extend(sequenced.iter().cloned());
+        while kept.len() > HISTORY_PER_MAILBOX {
+            kept.pop_front();
+        }
         for registration in lock(&self.subscriptions).values() {
             if registration.mailbox == *mailbox {
                 // A full queue means the callback is hopelessly behind; losing the
-                // event matches Exchange dropping a subscription it cannot serve.
-                let _ = registration.events.try_send(event.clone());
+                // events matches Exchange dropping a subscription it cannot serve.
+                let _ = registration.events.try_send(sequenced.clone());
             }
         }
     }
@@ -463,7 +529,7 @@ struct Delivery {
     id: SubscriptionId,
     request: PushRequest,
     previous: String,
-    receiver: mpsc::Receiver<PushEvent>,
+    receiver: mpsc::Receiver<Vec<Sequenced>>,
     stop: CancellationToken,
 }
 
@@ -477,24 +543,24 @@ enum Outcome {
 impl Delivery {
     async fn run(mut self) {
         let interval = self.hub.timing.minutes(self.request.status_frequency);
-        let mut pending: VecDeque<PushEvent> = VecDeque::new();
+        let mut pending: VecDeque<Sequenced> = VecDeque::new();
         let mut next_ping = Instant::now() + interval;
         loop {
             if pending.is_empty() {
                 tokio::select! {
                     () = self.stop.cancelled() => return,
                     received = self.receiver.recv() => match received {
-                        Some(event) => pending.push_back(event),
+                        Some(events) => pending.extend(events),
                         None => return,
                     },
                     () = tokio::time::sleep_until(next_ping) => {}
                 }
             }
-            while let Ok(event) = self.receiver.try_recv() {
-                pending.push_back(event);
+            while let Ok(events) = self.receiver.try_recv() {
+                pending.extend(events);
             }
             let take = pending.len().min(MAX_EVENTS_PER_NOTIFICATION);
-            let batch: Vec<PushEvent> = pending.iter().take(take).cloned().collect();
+            let batch: Vec<Sequenced> = pending.iter().take(take).cloned().collect();
             let more = pending.len() > take;
             let (body, last) = self.render(&batch, more);
             let outcome = self.deliver(&body).await;
@@ -525,17 +591,17 @@ impl Delivery {
 
     /// Renders a notification for `batch` (a status ping when empty) and returns it
     /// with the watermark of its last event.
-    fn render(&self, batch: &[PushEvent], more: bool) -> (String, String) {
+    fn render(&self, batch: &[Sequenced], more: bool) -> (String, String) {
         let mut events = String::new();
         let mut last = self.previous.clone();
         if batch.is_empty() {
-            last = self.hub.next_watermark();
+            last = self.hub.current_watermark();
             events.push_str(&format!(
                 "<t:StatusEvent><t:Watermark>{last}</t:Watermark></t:StatusEvent>"
             ));
         }
-        for event in batch {
-            last = self.hub.next_watermark();
+        for (sequence, event) in batch {
+            last = encode_watermark(*sequence);
             events.push_str(&render_event(event, &last));
         }
         let body = notification_envelope(&self.id, &self.previous, more, &events);
@@ -614,14 +680,33 @@ pub fn subscribe(state: &Arc<SimState>, context: &RequestContext, operation: &El
     let mut raw = b"PUSH".to_vec();
     raw.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
     let id = SubscriptionId(base64::engine::general_purpose::STANDARD.encode(raw));
-    let watermark = request
-        .watermark
-        .clone()
-        .unwrap_or_else(|| state.push.next_watermark());
-    state
-        .push
-        .start(id.clone(), mailbox, request, watermark.clone());
-    subscribe_response(&MessageOutcome::Success, Some((id.as_str(), &watermark)))
+    match state.push.start(id.clone(), mailbox, request) {
+        Ok(watermark) => {
+            subscribe_response(&MessageOutcome::Success, Some((id.as_str(), &watermark)))
+        }
+        Err(err) => subscribe_response(&MessageOutcome::error(err.code(), err.message()), None),
+    }
+}
+
+/// Unsubscribe cannot end a push subscription (Exchange answers
+/// ErrorInvalidPullSubscriptionId; the callback must answer `Unsubscribe` instead):
+/// returns that answer when the request names one.
+pub fn unsubscribe_refusal(state: &SimState, request: &SoapRequest) -> Option<Response> {
+    let id = request.operation.child(Ns::Messages, "SubscriptionId")?;
+    if !state.push.is_active(&SubscriptionId(id.text.clone())) {
+        return None;
+    }
+    let mut writer = XmlWriter::envelope(false);
+    writer.open_response("UnsubscribeResponse");
+    writer.open_m("ResponseMessages", &[]);
+    writer.open_message(
+        "UnsubscribeResponseMessage",
+        &MessageOutcome::error(
+            "ErrorInvalidPullSubscriptionId",
+            "The subscription id is not a pull or streaming subscription.",
+        ),
+    );
+    Some(soap::xml_response(writer.finish()))
 }
 
 /// Registers the push variant of Subscribe (`Subscribe/PushSubscriptionRequest`).
@@ -908,17 +993,18 @@ mod tests {
         let hub = hub(Duration::from_secs(60));
         let mailbox = MailboxAddress::new("room-1@sim.example");
         let id = SubscriptionId::from("push-1");
-        let first = hub.next_watermark();
         let request = PushRequest {
             url,
             status_frequency: 1,
             watermark: None,
         };
 
-        hub.start(id.clone(), mailbox.clone(), request, first.clone());
-        hub.publish(&mailbox, &event("item-1"));
+        let first = hub
+            .start(id.clone(), mailbox.clone(), request)
+            .expect("subscription starts");
+        hub.publish(&mailbox, &[event("item-1")]);
         wait_for(|| !lock(&receiver.bodies).is_empty()).await;
-        hub.publish(&mailbox, &event("item-2"));
+        hub.publish(&mailbox, &[event("item-2")]);
         wait_for(|| !hub.is_active(&id)).await;
 
         let bodies = lock(&receiver.bodies).clone();
@@ -958,8 +1044,8 @@ mod tests {
             id.clone(),
             MailboxAddress::new("room-1@sim.example"),
             request,
-            hub.next_watermark(),
-        );
+        )
+        .expect("subscription starts");
         wait_for(|| !hub.is_active(&id)).await;
 
         // First ping after one minute, a retry after half a minute, then the next wait
@@ -968,5 +1054,80 @@ mod tests {
         assert!(lock(&receiver.bodies)[0].contains("<t:StatusEvent>"));
         assert!(started.elapsed() >= minute + minute / 2);
         assert_eq!(hub.stats().subscriptions_dropped, 1);
+    }
+
+    #[tokio::test]
+    async fn a_subscription_resumes_after_a_watermark_and_rejects_unknown_ones() {
+        let receiver = Receiver::default();
+        *lock(&receiver.status) = 200;
+        let url = spawn_receiver(receiver.clone()).await;
+        let hub = hub(Duration::from_secs(60));
+        let mailbox = MailboxAddress::new("room-1@sim.example");
+        let request = |watermark: Option<String>| PushRequest {
+            url: url.clone(),
+            status_frequency: 30,
+            watermark,
+        };
+        hub.start(SubscriptionId::from("old"), mailbox.clone(), request(None))
+            .expect("first subscription");
+        hub.publish(&mailbox, &[event("item-1")]);
+        wait_for(|| !lock(&receiver.bodies).is_empty()).await;
+        let after_first = lock(&receiver.bodies)[0]
+            .split("<t:Watermark>")
+            .nth(1)
+            .and_then(|rest| rest.split('<').next())
+            .unwrap_or_default()
+            .to_owned();
+        hub.remove(&SubscriptionId::from("old"));
+        hub.publish(&mailbox, &[event("item-2")]);
+
+        let resumed = hub.start(
+            SubscriptionId::from("new"),
+            mailbox.clone(),
+            request(Some(after_first.clone())),
+        );
+        wait_for(|| lock(&receiver.bodies).len() >= 2).await;
+        let never_issued = hub.start(
+            SubscriptionId::from("bad"),
+            mailbox,
+            request(Some(encode_watermark(1_000_000))),
+        );
+
+        assert_eq!(resumed, Ok(after_first.clone()));
+        let replayed = lock(&receiver.bodies)[1].clone();
+        assert!(
+            replayed.contains("item-2") && !replayed.contains("item-1"),
+            "{replayed}"
+        );
+        assert!(replayed.contains(&format!("<t:PreviousWatermark>{after_first}<")));
+        assert_eq!(never_issued, Err(PushError::InvalidWatermark));
+    }
+
+    #[tokio::test]
+    async fn more_than_fifty_events_are_split_with_more_events_set() {
+        let receiver = Receiver::default();
+        *lock(&receiver.status) = 200;
+        let url = spawn_receiver(receiver.clone()).await;
+        let hub = hub(Duration::from_secs(60));
+        let mailbox = MailboxAddress::new("room-1@sim.example");
+        let request = PushRequest {
+            url,
+            status_frequency: 30,
+            watermark: None,
+        };
+        hub.start(SubscriptionId::from("many"), mailbox.clone(), request)
+            .expect("subscription starts");
+        let events: Vec<PushEvent> = (0..60)
+            .map(|index| event(&format!("item-{index}")))
+            .collect();
+
+        hub.publish(&mailbox, &events);
+        wait_for(|| lock(&receiver.bodies).len() >= 2).await;
+
+        let bodies = lock(&receiver.bodies).clone();
+        assert_eq!(bodies[0].matches("<t:CreatedEvent>").count(), 50);
+        assert!(bodies[0].contains("<t:MoreEvents>true</t:MoreEvents>"));
+        assert_eq!(bodies[1].matches("<t:CreatedEvent>").count(), 10);
+        assert!(bodies[1].contains("<t:MoreEvents>false</t:MoreEvents>"));
     }
 }

@@ -26,6 +26,9 @@ pub const NS_TYPES: &str = "http://schemas.microsoft.com/exchange/services/2006/
 /// The EWS errors namespace (SOAP fault detail).
 pub const NS_ERRORS: &str = "http://schemas.microsoft.com/exchange/services/2006/errors";
 
+/// How EWS writes instants: UTC, whole seconds.
+pub const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+
 /// The content type of every SOAP response.
 pub const CONTENT_TYPE_XML: &str = "text/xml; charset=utf-8";
 

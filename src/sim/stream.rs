@@ -33,8 +33,8 @@ use tokio::time::Instant;
 
 use crate::domain::{EventKind, MailboxAddress};
 
-use super::model::{mix, EventTarget, SimEvent};
-use super::soap::{escape_into, MessageOutcome, XmlWriter, CONTENT_TYPE_XML};
+use super::model::{mix, EventTarget, SimEvent, FOLDER_CHANGE_KEY};
+use super::soap::{escape_into, MessageOutcome, XmlWriter, CONTENT_TYPE_XML, TIME_FORMAT};
 use super::SimState;
 
 /// Most events in one Notification (Exchange takes up to 50 queued events).
@@ -686,19 +686,22 @@ pub fn write_event(out: &mut String, t: &str, event: &SimEvent) {
     let _ = write!(
         out,
         "<{t}:{name}><{t}:TimeStamp>{}</{t}:TimeStamp>",
-        event.timestamp.format("%Y-%m-%dT%H:%M:%SZ")
+        event.timestamp.format(TIME_FORMAT)
     );
     match &event.target {
         EventTarget::Item(id, change_key) => {
             let _ = write!(out, "<{t}:ItemId Id=\"{id}\" ChangeKey=\"{change_key}\"/>");
         }
         EventTarget::Folder(id) => {
-            let _ = write!(out, "<{t}:FolderId Id=\"{id}\" ChangeKey=\"AQAAAA==\"/>");
+            let _ = write!(
+                out,
+                "<{t}:FolderId Id=\"{id}\" ChangeKey=\"{FOLDER_CHANGE_KEY}\"/>"
+            );
         }
     }
     let _ = write!(
         out,
-        "<{t}:ParentFolderId Id=\"{}\" ChangeKey=\"AQAAAA==\"/>",
+        "<{t}:ParentFolderId Id=\"{}\" ChangeKey=\"{FOLDER_CHANGE_KEY}\"/>",
         event.parent_folder_id
     );
     if let Some((id, change_key)) = &event.old_item {
@@ -710,7 +713,7 @@ pub fn write_event(out: &mut String, t: &str, event: &SimEvent) {
     if let Some(parent) = &event.old_parent_folder_id {
         let _ = write!(
             out,
-            "<{t}:OldParentFolderId Id=\"{parent}\" ChangeKey=\"AQAAAA==\"/>"
+            "<{t}:OldParentFolderId Id=\"{parent}\" ChangeKey=\"{FOLDER_CHANGE_KEY}\"/>"
         );
     }
     if let Some(count) = event.unread_count {

@@ -36,23 +36,31 @@ const ALL_DAY_SHARE: f64 = 0.1;
 const ZONES: [&str; 4] = ["Europe/Berlin", "Europe/London", "America/New_York", "UTC"];
 
 /// Relative weights of the kinds of change.
+///
+/// In JSON a weight left out of a given mix is 0; a workload without `mix` uses
+/// [`WorkloadMix::default`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
 pub struct WorkloadMix {
     /// Create a single meeting.
+    #[serde(default)]
     pub create: u32,
     /// Change the time or subject of a meeting.
+    #[serde(default)]
     pub update: u32,
     /// Move a meeting to another room.
-    #[serde(rename = "move")]
+    #[serde(default, rename = "move")]
     pub move_room: u32,
     /// Cancel a meeting.
+    #[serde(default)]
     pub cancel: u32,
     /// Delete a meeting (soft or hard).
+    #[serde(default)]
     pub delete: u32,
     /// Create a recurring series.
+    #[serde(default)]
     pub recurring: u32,
     /// Change or delete one occurrence of a series.
+    #[serde(default)]
     pub exception: u32,
 }
 

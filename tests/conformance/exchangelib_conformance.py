@@ -69,6 +69,9 @@ class Control:
     def update(self, uid, patch):
         return self.call("PATCH", f"/_sim/mailboxes/{self.room}/appointments/{urllib.parse.quote(uid)}", patch)
 
+    def cancel(self, uid):
+        return self.call("POST", f"/_sim/mailboxes/{self.room}/appointments/{urllib.parse.quote(uid)}/cancel", {})
+
     def delete(self, uid):
         return self.call("DELETE", f"/_sim/mailboxes/{self.room}/appointments/{urllib.parse.quote(uid)}?mode=hard")
 
@@ -182,6 +185,29 @@ def check_view_and_items(account, single, single_start, series, series_start, da
     check(masters[0].type == "RecurringMaster", f"master type is {masters[0].type!r}")
 
 
+def check_cancelled(account, control, day):
+    start = day + datetime.timedelta(days=2, hours=15)
+    made = control.create(
+        {
+            "subject": "Conformance cancelled",
+            "start": iso(start),
+            "end": iso(start + datetime.timedelta(hours=1)),
+            "is_all_day": False,
+            "organizer": "alice@sim.example",
+            "attendees": ["bob@sim.example"],
+            "time_zone": "UTC",
+            "recurrence": None,
+            "location": None,
+            "uid": None,
+        }
+    )
+    cancelled = control.cancel(made["uid"])
+    items = list(account.fetch(ids=[(cancelled["item_id"], cancelled["change_key"])]))
+    check(len(items) == 1 and isinstance(items[0], CalendarItem), f"GetItem of the cancelled meeting returned {items!r}")
+    check(items[0].is_cancelled is True, f"is_cancelled of a cancelled meeting is {items[0].is_cancelled!r}")
+    check(items[0].subject.startswith("Canceled:"), f"cancelled subject is {items[0].subject!r}")
+
+
 def check_sync(account, control, day):
     calendar = account.calendar
     changes = list(calendar.sync_items())
@@ -286,6 +312,7 @@ def main():
             EWSDateTime.from_datetime(series_start),
             day,
         )
+        check_cancelled(account, control, day)
         step = steps[3]
         check_sync(account, control, day)
         step = steps[4]

@@ -301,3 +301,99 @@ async fn a_room_enabled_while_running_is_picked_up_and_a_disabled_one_is_unsubsc
         "the disabled room is unsubscribed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_renewed_at_connection_timeout_lose_no_event() {
+    let mut app = TestApp::prepare(TestOptions {
+        sim_minute: Duration::from_millis(300),
+        ..TestOptions::default()
+    })
+    .await;
+    app.config.subscriptions.connection_timeout_minutes = 1;
+    app.start().await;
+    let room = "room-002@contoso.example";
+    let streams_before = app
+        .control
+        .stats()
+        .requests
+        .get("GetStreamingEvents/ok")
+        .copied()
+        .unwrap_or(0);
+
+    let mut uids = Vec::new();
+    for index in 0..40 {
+        let created = app
+            .control
+            .create_appointment(
+                room,
+                meeting(
+                    &format!("Renewal {index}"),
+                    at(6, 8) + Span::minutes(index * 15),
+                    1,
+                ),
+            )
+            .expect("created");
+        uids.push(created.uid);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let result = app.wait_converged(CONVERGE).await;
+
+    assert!(result.converged(), "{result:?}");
+    let streams = app
+        .control
+        .stats()
+        .requests
+        .get("GetStreamingEvents/ok")
+        .copied()
+        .unwrap_or(0)
+        - streams_before;
+    assert!(
+        streams >= 3,
+        "the stream was renewed several times while changes flowed ({streams})"
+    );
+    for uid in &uids {
+        assert_eq!(rows_for(&app, room, uid).await.len(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicated_and_replayed_events_change_nothing() {
+    let mut app = TestApp::spawn(TestOptions {
+        duplicate_event_ratio: 1.0,
+        ..TestOptions::default()
+    })
+    .await;
+    let room = "room-001@contoso.example";
+    let created = app
+        .control
+        .create_appointment(room, meeting("Duplicated", at(2, 11), 1))
+        .expect("created");
+    for minutes in [30, 60, 90] {
+        app.control
+            .update_appointment(
+                room,
+                &created.uid,
+                AppointmentPatch {
+                    start: Some(at(2, 11) + Span::minutes(minutes)),
+                    end: Some(at(2, 12) + Span::minutes(minutes)),
+                    ..AppointmentPatch::default()
+                },
+            )
+            .expect("updated");
+    }
+    assert!(app.wait_converged(CONVERGE).await.converged());
+    let before = rows_for(&app, room, &created.uid).await;
+
+    // Replay everything: forget every checkpoint, so the next start receives every
+    // item of every room again as if it were new.
+    app.stop().await;
+    for room in app.store.enabled_rooms().await.expect("rooms") {
+        app.store.reset_sync_state(room.id).await.expect("reset");
+    }
+    app.start().await;
+    let result = app.wait_converged(CONVERGE).await;
+
+    assert!(result.converged(), "{result:?}");
+    let after = rows_for(&app, room, &created.uid).await;
+    assert_eq!(before, after, "a replay rewrote the row");
+}

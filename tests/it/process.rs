@@ -235,3 +235,45 @@ fn the_demo_converges_and_reports_json() {
     assert!(report["meetings_expected"].as_u64().unwrap_or(0) > 0);
     assert!(output.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_serves_until_sigterm() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.local_addr().expect("address").port()
+    };
+    let mut service = Service(
+        Command::new(BINARY)
+            .args([
+                "simulate",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--rooms",
+                "3",
+                "--users",
+                "2",
+                "--seed",
+                "5",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the simulator starts"),
+    );
+    let url = format!("http://127.0.0.1:{port}/_sim/mailboxes");
+    let mut mailboxes = None;
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::get(&url).await {
+            let body = response.text().await.expect("a body");
+            mailboxes = Some(serde_json::from_str::<serde_json::Value>(&body).expect("JSON"));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mailboxes = mailboxes.expect("the control API answers");
+
+    assert_eq!(mailboxes.as_array().map(Vec::len), Some(5), "{mailboxes}");
+    signal(&service, "TERM");
+    let status = wait_exit(&mut service, Duration::from_secs(10)).expect("stops on SIGTERM");
+    assert_eq!(status.code(), Some(0));
+}

@@ -585,11 +585,21 @@ async fn get_folder_reports_the_calendar_with_its_count() {
         .unwrap();
 
     let (_, body) = post_soap(&sim, Some(ROOM), r#"<m:GetFolder><m:FolderShape><t:BaseShape>Default</t:BaseShape></m:FolderShape><m:FolderIds><t:DistinguishedFolderId Id="calendar"/><t:DistinguishedFolderId Id="inbox"/></m:FolderIds></m:GetFolder>"#).await;
+    let folder_id = between(&body, "FolderId Id=\"", "\"").to_owned();
+    let by_id = format!(
+        r#"<m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:FolderIds><t:FolderId Id="{folder_id}"/><t:FolderId Id="bm9wZQ=="/></m:FolderIds></m:GetFolder>"#
+    );
+    let (_, by_id) = post_soap(&sim, None, &by_id).await;
 
     assert!(body.contains("CalendarFolder"), "{body}");
     assert!(body.contains("<t:TotalCount>1<"), "{body}");
     assert!(body.contains("ErrorFolderNotFound"), "{body}");
-    assert_valid_envelopes(&[body]);
+    assert!(
+        by_id.contains("CalendarFolder") && by_id.contains("<t:TotalCount>1<"),
+        "{by_id}"
+    );
+    assert!(by_id.contains("ErrorInvalidIdMalformed"), "{by_id}");
+    assert_valid_envelopes(&[body, by_id]);
     sim.shutdown().await;
 }
 
@@ -934,5 +944,196 @@ async fn duplicate_modified_events_follow_the_configured_ratio() {
         "{stream}"
     );
     assert_valid_envelopes(&split_envelopes(&stream));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_content() {
+    let workload = Workload {
+        changes: 200,
+        rate_per_sec: 0.0,
+        seed: 3,
+        mix: WorkloadMix::default(),
+        wait: true,
+    };
+    let mut contents = Vec::new();
+    for _ in 0..2 {
+        let sim = start_simulator().await;
+        let control = sim.control();
+        control.run_workload(workload.clone()).await.unwrap();
+        let from = chrono::Utc::now() - chrono::Duration::days(1);
+        let to = from + chrono::Duration::days(700);
+        let mut content = Vec::new();
+        for mailbox in control.mailboxes() {
+            for mut entry in control.appointments(&mailbox.email, from, to).unwrap() {
+                entry.last_modified = chrono::DateTime::UNIX_EPOCH;
+                content.push((mailbox.email.clone(), entry));
+            }
+        }
+        contents.push(content);
+        sim.shutdown().await;
+    }
+
+    assert!(contents[0].len() > 50, "{}", contents[0].len());
+    assert_eq!(contents[0], contents[1]);
+}
+
+#[tokio::test]
+async fn get_item_writes_every_recurrence_pattern_and_range_valid_against_the_schema() {
+    use booking_sync::recurrence::{DaySelector, WeekIndex};
+    let sim = start_simulator().await;
+    let control = sim.control();
+    let start_date = "2030-06-03".parse().unwrap();
+    let patterns = [
+        (Pattern::Daily { interval: 2 }, RangeEnd::NoEnd),
+        (
+            Pattern::Weekly {
+                interval: 1,
+                days: vec![Weekday::Mon, Weekday::Thu],
+                first_day_of_week: Weekday::Sun,
+            },
+            RangeEnd::EndDate {
+                date: "2030-08-01".parse().unwrap(),
+            },
+        ),
+        (
+            Pattern::AbsoluteMonthly {
+                interval: 1,
+                day_of_month: 3,
+            },
+            RangeEnd::Numbered { count: 4 },
+        ),
+        (
+            Pattern::RelativeMonthly {
+                interval: 2,
+                days_of_week: DaySelector::Weekday(Weekday::Tue),
+                index: WeekIndex::Second,
+            },
+            RangeEnd::Numbered { count: 3 },
+        ),
+        (
+            Pattern::AbsoluteYearly {
+                month: 6,
+                day_of_month: 3,
+            },
+            RangeEnd::NoEnd,
+        ),
+        (
+            Pattern::RelativeYearly {
+                month: 11,
+                days_of_week: DaySelector::Weekdays,
+                index: WeekIndex::Last,
+            },
+            RangeEnd::EndDate {
+                date: "2035-12-31".parse().unwrap(),
+            },
+        ),
+    ];
+    let mut ids = String::new();
+    for (pattern, end) in patterns {
+        let mut series = appointment("Series", "2030-06-03T09:00:00Z", "2030-06-03T10:00:00Z");
+        series.recurrence = Some(Recurrence {
+            pattern,
+            start_date,
+            end,
+        });
+        let created = control.create_appointment(ROOM, series).unwrap();
+        ids.push_str(&format!("<t:ItemId Id=\"{}\"/>", created.item_id));
+    }
+
+    let request = format!("<m:GetItem>{ALL_FIELDS}<m:ItemIds>{ids}</m:ItemIds></m:GetItem>");
+    let (_, body) = post_soap(&sim, Some(ROOM), &request).await;
+
+    for element in [
+        "DailyRecurrence",
+        "WeeklyRecurrence",
+        "AbsoluteMonthlyRecurrence",
+        "RelativeMonthlyRecurrence",
+        "AbsoluteYearlyRecurrence",
+        "RelativeYearlyRecurrence",
+        "NoEndRecurrence",
+        "EndDateRecurrence",
+        "NumberedRecurrence",
+        "<t:DaysOfWeek>Monday Thursday<",
+        "<t:DayOfWeekIndex>Second<",
+        "<t:Month>November<",
+    ] {
+        assert!(body.contains(element), "{element} in {body}");
+    }
+    assert_valid_envelopes(&[body]);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_open_streams_cleanly() {
+    let sim = Simulator::start(SimConfig {
+        rooms: 1,
+        users: 1,
+        minute: Duration::from_secs(60),
+        heartbeat_interval: Duration::from_secs(60),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let (id, _) = subscribe(&sim, ROOM).await;
+    let response = open_stream(&sim, ROOM, &[&id]).await;
+    let reader = tokio::spawn(read_chunks(response));
+
+    tokio::time::timeout(Duration::from_secs(10), sim.shutdown())
+        .await
+        .expect("shutdown does not wait for the stream's timeout");
+    let stream = reader.await.unwrap().concat();
+
+    let documents = split_envelopes(&stream);
+    assert!(
+        documents
+            .last()
+            .is_some_and(|last| last.contains(">Closed<")),
+        "{stream}"
+    );
+    assert_valid_envelopes(&documents);
+}
+
+#[tokio::test]
+async fn workload_over_http_runs_in_the_background_when_asked() {
+    use reqwest::Method;
+    let sim = start_simulator().await;
+    let url = format!("{}/_sim/workload", sim.base_url());
+
+    let (waited, report) = call_json(
+        Method::POST,
+        url.clone(),
+        Some(
+            serde_json::json!({"changes": 20, "rate_per_sec": 0, "seed": 1, "mix": {"create": 1}}),
+        ),
+    )
+    .await;
+    let (started, body) = call_json(
+        Method::POST,
+        url.clone(),
+        Some(serde_json::json!({"changes": 5, "rate_per_sec": 100, "seed": 2, "wait": false})),
+    )
+    .await;
+    let (refused, error) = call_json(
+        Method::POST,
+        url,
+        Some(serde_json::json!({"changes": 5, "mix": {"create": 0, "update": 0, "move": 0, "cancel": 0, "delete": 0, "recurring": 0, "exception": 0}})),
+    )
+    .await;
+    let mut changes = 0;
+    for _ in 0..50 {
+        changes = sim.control().stats().changes;
+        if changes >= 25 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert_eq!(waited, 200);
+    assert_eq!(report["created"], 20);
+    assert_eq!(started, 202, "{body}");
+    assert_eq!(refused, 400);
+    assert!(error["error"].as_str().unwrap().contains("mix"), "{error}");
+    assert!(changes >= 25, "the background workload ran: {changes}");
     sim.shutdown().await;
 }

@@ -265,12 +265,17 @@ async fn exercise_subscriptions_and_streams(simulator: &SimHandle, ews: &Ews, bo
 }
 
 async fn exercise_push(simulator: &SimHandle, ews: &Ews, bodies: &mut Bodies) {
-    let callback = Callback {
-        unsubscribe_after: Some(2),
-        ..Callback::default()
-    };
+    let callback = Callback::default();
     let url = serve_callback(callback.clone()).await;
-    call(ews, bodies, Some(ROOM), &push_subscribe(&url, 1)).await;
+    let subscribed = call(ews, bodies, Some(ROOM), &push_subscribe(&url, 1)).await;
+    let id = client::subscription_id(&subscribed);
+    call(
+        ews,
+        bodies,
+        Some(ROOM),
+        &format!("<m:Unsubscribe><m:SubscriptionId>{id}</m:SubscriptionId></m:Unsubscribe>"),
+    )
+    .await;
     call(
         ews,
         bodies,
@@ -284,7 +289,9 @@ async fn exercise_push(simulator: &SimHandle, ews: &Ews, bodies: &mut Bodies) {
         .expect("created");
     let received = Arc::clone(&callback.bodies);
     wait_until("a notification and a status ping arrived", || {
-        received.lock().expect("bodies").len() >= 2
+        let received = received.lock().expect("bodies");
+        received.iter().any(|body| body.contains("CreatedEvent"))
+            && received.iter().any(|body| body.contains("StatusEvent"))
     })
     .await;
     let pushed: Vec<String> = callback.bodies.lock().expect("bodies").clone();
@@ -308,6 +315,27 @@ async fn exercise_faults(simulator: &SimHandle, ews: &Ews, bodies: &mut Bodies) 
     });
     call(ews, bodies, Some(OTHER_ROOM), "<m:GetRoomLists/>").await;
     control.heal();
+    let subscribed = call(ews, bodies, Some(ROOM), client::streaming_subscribe()).await;
+    let id = client::subscription_id(&subscribed);
+    let stream = open_stream(simulator, &[id]).await;
+    control.inject_fault(Fault::MailboxMove {
+        email: MailboxAddress::new(ROOM),
+        duration_s: Some(0),
+    });
+    let moved = stream.text().await.expect("stream body");
+    assert!(moved.contains("MailboxMoveStarted"), "{moved}");
+    for envelope in split_envelopes(&moved) {
+        bodies.add(envelope);
+    }
+    control.heal();
+    call(
+        ews,
+        bodies,
+        Some(ROOM),
+        "<m:ConvertId DestinationFormat=\"EntryId\"><m:SourceIds><t:AlternateId Format=\"EwsId\" \
+         Id=\"DUMMY\" Mailbox=\"DUMMY\"/></m:SourceIds></m:ConvertId>",
+    )
+    .await;
     call(
         ews,
         bodies,

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc, Weekday};
 
 use crate::recurrence::{DaySelector, Pattern, RangeEnd, Recurrence, WeekIndex};
-use crate::sim::model::{ItemSnapshot, OccurrenceInfo, PersonEntry};
-use crate::sim::soap::{Element, Ns, XmlWriter};
+use crate::sim::model::{ItemSnapshot, OccurrenceInfo, PersonEntry, FOLDER_CHANGE_KEY};
+use crate::sim::soap::{Element, Ns, XmlWriter, TIME_FORMAT};
 
 /// The PSETID_Meeting property set GUID.
 const PSETID_MEETING: &str = "6ED8DA90-450B-101B-98DA-00AA003F1305";
@@ -77,7 +77,7 @@ impl Shape {
 }
 
 fn time(value: DateTime<Utc>) -> String {
-    value.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    value.format(TIME_FORMAT).to_string()
 }
 
 fn boolean(value: bool) -> &'static str {
@@ -103,7 +103,10 @@ pub(super) fn write_calendar_item(
     if shape.wants("item:ParentFolderId") {
         writer.empty_t(
             "ParentFolderId",
-            &[("Id", &item.parent_folder_id), ("ChangeKey", "AQAAAA==")],
+            &[
+                ("Id", &item.parent_folder_id),
+                ("ChangeKey", FOLDER_CHANGE_KEY),
+            ],
         );
     }
     if shape.wants("item:ItemClass") {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::response::Response;
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 
-use crate::sim::model::LookupError;
+use crate::sim::model::{FolderKind, ItemSnapshot, LookupError};
 use crate::sim::soap::{self, Element, MessageOutcome, Ns, XmlWriter};
 use crate::sim::{RequestContext, SimState};
 
@@ -96,6 +96,13 @@ fn find_response(writer: &mut XmlWriter, outcome: &MessageOutcome) {
     writer.open_message("FindItemResponseMessage", outcome);
 }
 
+/// What FindItem found: the items to write, the count in view, and whether all fit.
+struct Found {
+    items: Vec<ItemSnapshot>,
+    total: usize,
+    complete: bool,
+}
+
 /// FindItem over the calendar, with CalendarView expansion or as a plain item list.
 pub(super) fn find_item(
     state: &Arc<SimState>,
@@ -111,89 +118,113 @@ pub(super) fn find_item(
         return schema_fault("FindItem needs ParentFolderIds.");
     };
     let mut writer = XmlWriter::envelope(false);
-    let resolved = match resolve_folder(state, context, folder) {
-        Ok(resolved) => resolved,
-        Err(err) => {
-            find_response(&mut writer, &err.outcome());
+    let found = resolve_folder(state, context, folder)
+        .map_err(|err| FindError::Message(err.outcome()))
+        .and_then(|resolved| {
+            let calendar = (resolved.kind == FolderKind::Calendar).then_some(resolved.mailbox);
+            match operation.child(Ns::Messages, "CalendarView") {
+                Some(view) => calendar_view(state, calendar, view),
+                None => Ok(item_list(state, calendar)),
+            }
+        });
+    let found = match found {
+        Ok(found) => found,
+        Err(FindError::Fault(response)) => return *response,
+        Err(FindError::Message(outcome)) => {
+            find_response(&mut writer, &outcome);
             return soap::xml_response(writer.finish());
         }
     };
-    let view = operation.child(Ns::Messages, "CalendarView");
-    let (items, total, complete) = match view {
-        Some(view) => {
-            let (Some(from), Some(to)) = (
-                view.attr("StartDate").and_then(parse_time),
-                view.attr("EndDate").and_then(parse_time),
-            ) else {
-                return schema_fault("CalendarView needs StartDate and EndDate.");
-            };
-            let max = match view.attr("MaxEntriesReturned") {
-                Some(text) => match text.parse::<usize>() {
-                    Ok(max) if max > 0 => Some(max),
-                    _ => return schema_fault("MaxEntriesReturned must be a positive integer."),
-                },
-                None => None,
-            };
-            if to < from {
-                find_response(
-                    &mut writer,
-                    &MessageOutcome::error(
-                        "ErrorCalendarEndDateIsEarlierThanStartDate",
-                        "EndDate is earlier than StartDate",
-                    ),
-                );
-                return soap::xml_response(writer.finish());
-            }
-            if to - from > Duration::days(MAX_VIEW_DAYS) {
-                find_response(
-                    &mut writer,
-                    &MessageOutcome::error(
-                        "ErrorCalendarViewRangeTooBig",
-                        "The time window specified is larger than the maximum allowed, which is two years.",
-                    ),
-                );
-                return soap::xml_response(writer.finish());
-            }
-            let mut items = if resolved.kind == crate::sim::model::FolderKind::Calendar {
-                state.model().calendar_view(resolved.mailbox, from, to)
-            } else {
-                Vec::new()
-            };
-            let total = items.len();
-            let complete = match max {
-                Some(max) => total <= max,
-                None => true,
-            };
-            if let Some(max) = max {
-                items.truncate(max);
-            }
-            (items, total, complete)
-        }
-        None => {
-            let items = if resolved.kind == crate::sim::model::FolderKind::Calendar {
-                state.model().calendar_items(resolved.mailbox)
-            } else {
-                Vec::new()
-            };
-            let total = items.len();
-            (items, total, true)
-        }
-    };
     find_response(&mut writer, &MessageOutcome::Success);
-    let total_text = total.to_string();
+    let total_text = found.total.to_string();
+    let complete = if found.complete { "true" } else { "false" };
     writer.open_m(
         "RootFolder",
         &[
-            (
-                "IncludesLastItemInRange",
-                if complete { "true" } else { "false" },
-            ),
+            ("IncludesLastItemInRange", complete),
             ("TotalItemsInView", &total_text),
         ],
     );
     writer.open_t("Items", &[]);
-    for item in &items {
+    for item in &found.items {
         write_calendar_item(&mut writer, item, &shape, Purpose::List);
     }
     soap::xml_response(writer.finish())
+}
+
+/// Why FindItem fails: a whole-request fault or an Error message.
+enum FindError {
+    Fault(Box<Response>),
+    Message(MessageOutcome),
+}
+
+impl FindError {
+    fn schema(reason: &str) -> Self {
+        Self::Fault(Box::new(schema_fault(reason)))
+    }
+}
+
+/// Singles and masters of a calendar (`None`: not a calendar, so nothing).
+fn item_list(state: &SimState, calendar: Option<u32>) -> Found {
+    let items = calendar.map_or_else(Vec::new, |mailbox| state.model().calendar_items(mailbox));
+    Found {
+        total: items.len(),
+        items,
+        complete: true,
+    }
+}
+
+/// A CalendarView: validated window, expanded instances, truncation.
+fn calendar_view(
+    state: &SimState,
+    calendar: Option<u32>,
+    view: &Element,
+) -> Result<Found, FindError> {
+    let (Some(from), Some(to)) = (
+        view.attr("StartDate").and_then(parse_time),
+        view.attr("EndDate").and_then(parse_time),
+    ) else {
+        return Err(FindError::schema(
+            "CalendarView needs StartDate and EndDate.",
+        ));
+    };
+    let max = match view.attr("MaxEntriesReturned") {
+        Some(text) => match text.parse::<usize>() {
+            Ok(max) if max > 0 => Some(max),
+            _ => {
+                return Err(FindError::schema(
+                    "MaxEntriesReturned must be a positive integer.",
+                ))
+            }
+        },
+        None => None,
+    };
+    if to < from {
+        return Err(FindError::Message(MessageOutcome::error(
+            "ErrorCalendarEndDateIsEarlierThanStartDate",
+            "EndDate is earlier than StartDate",
+        )));
+    }
+    if to - from > Duration::days(MAX_VIEW_DAYS) {
+        return Err(FindError::Message(MessageOutcome::error(
+            "ErrorCalendarViewRangeTooBig",
+            "The time window specified is larger than the maximum allowed, which is two years.",
+        )));
+    }
+    let mut items = calendar.map_or_else(Vec::new, |mailbox| {
+        state.model().calendar_view(mailbox, from, to)
+    });
+    let total = items.len();
+    let complete = match max {
+        Some(max) => total <= max,
+        None => true,
+    };
+    if let Some(max) = max {
+        items.truncate(max);
+    }
+    Ok(Found {
+        items,
+        total,
+        complete,
+    })
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::response::Response;
 
+use crate::domain::MailboxAddress;
 use crate::sim::soap::{self, Element, MessageOutcome, Ns, XmlWriter};
 use crate::sim::stream::{
     self, EventMask, NewSubscription, SubscriptionKind, MAX_STREAM_SUBSCRIPTIONS,
@@ -27,101 +28,151 @@ fn subscribe_response(outcome: &MessageOutcome, id: Option<&str>) -> Response {
     soap::xml_response(writer.finish())
 }
 
+/// Why a Subscribe request is refused: a whole-request fault or an Error message.
+enum Refusal {
+    Fault(Box<Response>),
+    Message(MessageOutcome),
+}
+
+impl Refusal {
+    fn fault(response: Response) -> Self {
+        Self::Fault(Box::new(response))
+    }
+
+    fn into_response(self) -> Response {
+        match self {
+            Self::Fault(response) => *response,
+            Self::Message(outcome) => subscribe_response(&outcome, None),
+        }
+    }
+}
+
 /// Subscribe with a StreamingSubscriptionRequest on one mailbox's calendar.
 pub(super) fn subscribe(
     state: &Arc<SimState>,
     context: &RequestContext,
     operation: &Element,
 ) -> Response {
+    let result = streaming_request(operation, context).and_then(|request| {
+        let mask = event_mask(request)?;
+        let mailbox = subscription_mailbox(state, context, request)?;
+        Ok((mask, mailbox))
+    });
+    let (event_types, mailbox) = match result {
+        Ok(values) => values,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let subscription = state.subscriptions.subscribe(NewSubscription {
+        mailbox,
+        kind: SubscriptionKind::Streaming,
+        event_types,
+        owner: context.principal.clone(),
+        backend: context.backend,
+        limit: state.config.max_queued_events,
+    });
+    subscribe_response(&MessageOutcome::Success, Some(&subscription.id))
+}
+
+/// The `StreamingSubscriptionRequest` element, once the kind and version are acceptable.
+fn streaming_request<'a>(
+    operation: &'a Element,
+    context: &RequestContext,
+) -> Result<&'a Element, Refusal> {
     let Some(request) = operation.children.first() else {
-        return schema_fault("Subscribe needs a subscription request.");
+        return Err(Refusal::fault(schema_fault(
+            "Subscribe needs a subscription request.",
+        )));
     };
     if request.ns != Ns::Messages {
-        return schema_fault("unexpected element in Subscribe.");
+        return Err(Refusal::fault(schema_fault(
+            "unexpected element in Subscribe.",
+        )));
     }
     match request.name.as_str() {
         "StreamingSubscriptionRequest" => {}
+        // Push and pull come from extension operations when registered (see `Layers`).
         "PushSubscriptionRequest" | "PullSubscriptionRequest" => {
-            // Push and pull come from extension operations when registered (see `Layers`).
-            return subscribe_response(
-                &MessageOutcome::error(
-                    "ErrorInvalidSubscriptionRequest",
-                    "This kind of subscription is not supported by the simulator core.",
-                ),
-                None,
-            );
+            return Err(Refusal::Message(MessageOutcome::error(
+                "ErrorInvalidSubscriptionRequest",
+                "This kind of subscription is not supported by the simulator core.",
+            )));
         }
-        _ => return schema_fault("unknown subscription request."),
+        _ => {
+            return Err(Refusal::fault(schema_fault(
+                "unknown subscription request.",
+            )))
+        }
     }
     if !version_at_least(context, STREAMING_VERSION) {
-        return soap::fault_response(
+        return Err(Refusal::fault(soap::fault_response(
             "ErrorInvalidServerVersion",
             "Streaming subscriptions need RequestServerVersion Exchange2010_SP1 or later.",
             None,
-        );
+        )));
     }
+    Ok(request)
+}
+
+/// The requested event kinds (at least one, all known).
+fn event_mask(request: &Element) -> Result<EventMask, Refusal> {
     let mut mask = EventMask::default();
     if let Some(types) = request.child(Ns::Types, "EventTypes") {
         for event_type in types.children_named(Ns::Types, "EventType") {
             match EventMask::parse_kind(&event_type.text) {
                 Some(kind) => mask.insert(kind),
-                None => return schema_fault("unknown EventType."),
+                None => return Err(Refusal::fault(schema_fault("unknown EventType."))),
             }
         }
     }
     if mask.is_empty() {
-        return schema_fault("EventTypes needs at least one EventType.");
+        return Err(Refusal::fault(schema_fault(
+            "EventTypes needs at least one EventType.",
+        )));
     }
+    Ok(mask)
+}
+
+/// The one mailbox the subscription covers; it must be the acting mailbox, if any.
+fn subscription_mailbox(
+    state: &SimState,
+    context: &RequestContext,
+    request: &Element,
+) -> Result<MailboxAddress, Refusal> {
     let all_folders = request.attr("SubscribeToAllFolders") == Some("true");
     let folders = request
         .child(Ns::Types, "FolderIds")
         .map(folder_refs)
         .unwrap_or_default();
     if folders.is_empty() && !all_folders {
-        return schema_fault("FolderIds or SubscribeToAllFolders is required.");
+        return Err(Refusal::fault(schema_fault(
+            "FolderIds or SubscribeToAllFolders is required.",
+        )));
     }
-    let mut mailbox = None;
+    let mut mailbox: Option<MailboxAddress> = None;
     for folder in &folders {
-        let resolved = match resolve_folder(state, context, folder) {
-            Ok(resolved) => resolved,
-            Err(err) => return subscribe_response(&err.outcome(), None),
-        };
+        let resolved = resolve_folder(state, context, folder)
+            .map_err(|err| Refusal::Message(err.outcome()))?;
         if mailbox.as_ref().is_some_and(|m| *m != resolved.address) {
-            return subscribe_response(
-                &MessageOutcome::error(
-                    "ErrorInvalidSubscriptionRequest",
-                    "A subscription can only cover folders of one mailbox.",
-                ),
-                None,
-            );
+            return Err(Refusal::Message(MessageOutcome::error(
+                "ErrorInvalidSubscriptionRequest",
+                "A subscription can only cover folders of one mailbox.",
+            )));
         }
         mailbox = Some(resolved.address);
     }
-    let mailbox = match (mailbox, &context.mailbox) {
+    match (mailbox, &context.mailbox) {
         (Some(target), Some(acting)) if target != *acting => {
-            return subscribe_response(
-                &MessageOutcome::error(
-                    "ErrorSubscriptionDelegateAccessNotSupported",
-                    "Subscriptions are not supported for delegate user access.",
-                ),
-                None,
-            );
+            Err(Refusal::Message(MessageOutcome::error(
+                "ErrorSubscriptionDelegateAccessNotSupported",
+                "Subscriptions are not supported for delegate user access.",
+            )))
         }
-        (Some(target), _) => target,
-        (None, Some(acting)) => acting.clone(),
-        (None, None) => {
-            return subscribe_response(&super::FolderError::MissingMailbox.outcome(), None)
-        }
-    };
-    let subscription = state.subscriptions.subscribe(NewSubscription {
-        mailbox,
-        kind: SubscriptionKind::Streaming,
-        event_types: mask,
-        owner: context.principal.clone(),
-        backend: context.backend,
-        limit: state.config.max_queued_events,
-    });
-    subscribe_response(&MessageOutcome::Success, Some(&subscription.id))
+        (Some(target), _) => Ok(target),
+        (None, Some(acting)) => Ok(acting.clone()),
+        (None, None) => Err(Refusal::Message(
+            super::FolderError::MissingMailbox.outcome(),
+        )),
+    }
 }
 
 /// Unsubscribe: NoError once, ErrorSubscriptionNotFound afterwards.

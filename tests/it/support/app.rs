@@ -21,7 +21,9 @@ pub struct TestOptions {
     pub users: usize,
     /// Work queue capacity.
     pub queue_capacity: usize,
-    /// Share of updates for which the simulator sends the item's event twice.
+    /// Length of one simulated ConnectionTimeout minute.
+    pub sim_minute: Duration,
+    /// Share of updates for which the simulator sends a duplicate event.
     pub duplicate_event_ratio: f64,
 }
 
@@ -31,7 +33,8 @@ impl Default for TestOptions {
             rooms: 3,
             users: 5,
             queue_capacity: 64,
-            duplicate_event_ratio: SimConfig::default().duplicate_event_ratio,
+            sim_minute: Duration::from_secs(60),
+            duplicate_event_ratio: 0.1,
         }
     }
 }
@@ -63,6 +66,7 @@ impl TestApp {
             users: options.users,
             seed: 7,
             heartbeat_interval: Duration::from_secs(2),
+            minute: options.sim_minute,
             duplicate_event_ratio: options.duplicate_event_ratio,
             ..SimConfig::default()
         })

@@ -102,6 +102,7 @@ impl FaultRow {
             users: 10,
             queue_capacity: options.queue_capacity,
             duplicate_event_ratio: options.duplicate_event_ratio,
+            ..TestOptions::default()
         })
         .await;
         let ews = Proxy::start(app.sim.addr()).await;
