@@ -4,6 +4,7 @@ mod ews_client;
 mod ews_requests;
 mod faults_db;
 mod faults_ews;
+mod faults_process;
 mod pipeline;
 mod process;
 mod sim_core;
