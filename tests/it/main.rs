@@ -1,5 +1,6 @@
 //! Integration tests: one binary, against real PostgreSQL and the bundled simulator.
 
+mod bad_input;
 mod ews_client;
 mod ews_requests;
 mod faults_db;
