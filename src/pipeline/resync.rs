@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::domain::{ItemId, MailboxAddress, SyncChange};
+use crate::health::{Heartbeat, Heartbeats};
 use crate::metrics as m;
 use crate::pipeline::queue::Reason;
 use crate::pipeline::source::{CalendarSource, SourceError, ViewEntry};
@@ -161,7 +162,6 @@ impl<S: CalendarSource> Resync<S> {
             .buffer_unordered(self.settings.concurrency.max(1));
         let mut inserted = 0;
         while let Some((room, result)) = results.next().await {
-            record_run("roll", &result);
             match &result {
                 Ok(outcome) => inserted += outcome.inserted,
                 Err(err) => {
@@ -171,7 +171,6 @@ impl<S: CalendarSource> Resync<S> {
             done(&room, &result);
         }
         info!(rooms = count, inserted, "Rolled the sync window forward");
-        set_last_success("roll");
     }
 
     /// Fully reconciles every room at `now`, calling `done` after each room.
@@ -188,18 +187,23 @@ impl<S: CalendarSource> Resync<S> {
             })
             .buffer_unordered(self.settings.concurrency.max(1));
         let mut drift = 0;
+        let mut failed = 0;
         while let Some((room, result)) = results.next().await {
-            record_run("full", &result);
             match &result {
                 Ok(report) => drift += report.drift(),
                 Err(err) => {
+                    failed += 1;
                     warn!(room_id = room.id.0, error = %error_chain(err), "Full reconciliation of a room failed");
                 }
             }
             done(&room, &result);
         }
-        info!(rooms = count, drift, "Full reconciliation finished");
-        set_last_success("full");
+        info!(rooms = count, drift, failed, "Full reconciliation finished");
+        let outcome = if failed == 0 { "ok" } else { "failed" };
+        metrics::counter!(m::RESYNC_RUNS, "outcome" => outcome).increment(1);
+        if failed == 0 {
+            metrics::gauge!(m::RESYNC_LAST_SUCCESS).set(Utc::now().timestamp() as f64);
+        }
     }
 
     /// Catches every room up from its stored state, calling `done` after each room.
@@ -216,11 +220,9 @@ impl<S: CalendarSource> Resync<S> {
             })
             .buffer_unordered(self.settings.concurrency.max(1));
         while let Some((room, result)) = results.next().await {
-            record_run("incremental", &result);
             done(&room, &result);
         }
         info!(rooms = count, "Incremental resync finished");
-        set_last_success("incremental");
     }
 
     /// Catches one room up from its stored state and notes the resync.
@@ -228,7 +230,11 @@ impl<S: CalendarSource> Resync<S> {
     /// # Errors
     /// A [`PassError`] when reading or writing failed.
     pub async fn catch_up_room(&self, room: &Room) -> Result<PassReport, PassError> {
-        let report = match self.workers.sync_mailbox(room).await {
+        let report = match self
+            .workers
+            .sync_mailbox(room, &unwatched_heartbeat())
+            .await
+        {
             // A worker committed a pass meanwhile: the room is caught up anyway.
             Err(PassError::Store(StoreError::CheckpointMoved { .. })) => PassReport::default(),
             other => other?,
@@ -275,7 +281,11 @@ impl<S: CalendarSource> Resync<S> {
         now: DateTime<Utc>,
     ) -> Result<Reconciliation, PassError> {
         let store = &self.workers.store;
-        match self.workers.sync_mailbox(room).await {
+        match self
+            .workers
+            .sync_mailbox(room, &unwatched_heartbeat())
+            .await
+        {
             Ok(_) | Err(PassError::Store(StoreError::CheckpointMoved { .. })) => {}
             Err(err) => return Err(err),
         }
@@ -307,7 +317,15 @@ impl<S: CalendarSource> Resync<S> {
         report.outcome = store.rewrite(room.id, &rewrite).await?;
         store.record_resync(room.id, true, report.drift()).await?;
         if report.drift() > 0 {
-            metrics::counter!(m::RESYNC_DRIFT_REPAIRED).increment(report.drift());
+            for (kind, count) in [
+                ("missing", report.missing),
+                ("stale", report.stale),
+                ("extra", report.extra),
+            ] {
+                if count > 0 {
+                    metrics::counter!(m::RESYNC_DRIFT, "kind" => kind).increment(count);
+                }
+            }
             warn!(
                 room_id = room.id.0,
                 missing = report.missing,
@@ -472,6 +490,12 @@ impl<S: CalendarSource> Resync<S> {
     }
 }
 
+/// A heartbeat for passes the resync runs itself: the resync task sleeps between
+/// rounds, so it is not one of the core loops the readiness check watches.
+fn unwatched_heartbeat() -> Heartbeat {
+    Heartbeats::default().register("resync")
+}
+
 /// The differences between a view and the table, as a repair needs them.
 #[derive(Default)]
 struct Diff {
@@ -539,16 +563,6 @@ fn differs(entry: &ViewEntry, row: &MeetingRow) -> bool {
         || row.ends_at != entry.end
         || row.is_all_day != entry.is_all_day
         || row.status != status
-}
-
-fn record_run<T>(kind: &'static str, result: &Result<T, PassError>) {
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    metrics::counter!(m::RESYNC_RUNS, "kind" => kind, "outcome" => outcome).increment(1);
-}
-
-fn set_last_success(kind: &'static str) {
-    let now = Utc::now().timestamp() as f64;
-    metrics::gauge!(m::RESYNC_LAST_SUCCESS, "kind" => kind).set(now);
 }
 
 #[cfg(test)]
