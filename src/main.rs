@@ -256,8 +256,8 @@ fn print_report(report: &demo::DemoReport, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{} rooms, {} changes: {} meetings expected, {} in the database; missing {}, unexpected {}, stale {}",
-        report.rooms, report.changes, report.meetings_expected, report.meetings_in_db, report.missing, report.unexpected, report.stale
+        "{} rooms, {} changes: {} meetings expected, {} in the database; missing {}, unexpected {}, stale {}, duplicate {}",
+        report.rooms, report.changes, report.meetings_expected, report.meetings_in_db, report.missing, report.unexpected, report.stale, report.duplicate
     );
     println!(
         "{} in {:.1} s after the workload ({:.1} s); {:.0} changes/s end to end; {:.3} GetItem calls per change",

@@ -44,6 +44,8 @@ pub const SUBSCRIPTIONS_ACTIVE: &str = "booking_sync_subscriptions_active";
 pub const RECONNECTS: &str = "booking_sync_reconnects_total";
 /// Resubscriptions by reason.
 pub const RESUBSCRIPTIONS: &str = "booking_sync_resubscriptions_total";
+/// Sync states Exchange rejected, after which a room was synced from scratch.
+pub const SYNC_STATE_RESETS: &str = "booking_sync_sync_state_resets_total";
 /// Rooms enabled for sync.
 pub const ROOMS_ENABLED: &str = "booking_sync_rooms_enabled";
 /// Enabled rooms by initial-sync state.
@@ -81,6 +83,7 @@ pub const ALL: &[&str] = &[
     EWS_REQUESTS,
     EWS_REQUEST_DURATION,
     EWS_THROTTLED,
+    SYNC_STATE_RESETS,
     ITEMS_FETCHED,
     MEETING_WRITES,
     MAILBOX_SYNCS,
@@ -242,6 +245,11 @@ fn describe_sync() {
         MAILBOX_SYNC_DURATION,
         Unit::Seconds,
         "Time from taking a mailbox off the queue to committing its changes"
+    );
+    describe_counter!(
+        SYNC_STATE_RESETS,
+        Unit::Count,
+        "Sync states rejected by Exchange, each followed by a full resync of the room"
     );
     describe_gauge!(ROOMS_ENABLED, Unit::Count, "Rooms enabled for sync");
     describe_gauge!(

@@ -1,5 +1,6 @@
 //! The HTTP side of the EWS client: one shared connection pool, headers, timeouts,
-//! the concurrency cap, and mapping of HTTP statuses to errors. The mailbox
+//! the concurrency cap, the account's back-off gate, retries of transient read
+//! failures, and mapping of HTTP statuses to errors. The mailbox
 //! operations live here; directory lookups are in `ews::directory`.
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use super::config::EwsConfig;
 use super::error::{EwsError, ItemError};
 use super::requests::{self, RequestContext};
 use super::stream::EventStream;
+use super::throttle::{self, BackoffGate};
 use super::types::{CalendarView, FolderInfo};
 use super::xml;
 use crate::domain::{CalendarItem, ItemId, MailboxAddress, SubscriptionId, SyncPage, SyncState};
@@ -30,6 +32,9 @@ pub const MAX_SYNC_CHANGES: u16 = 512;
 pub const MAX_CONNECTION_TIMEOUT_MINUTES: u8 = 30;
 /// Largest non-streaming response body accepted, in bytes.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// Attempts of a read operation (SyncFolderItems, GetItem, FindItem, GetFolder) that
+/// fails transiently; the caller's own back-off takes over after the last.
+const MAX_READ_ATTEMPTS: u32 = 3;
 
 const CONTENT_TYPE_XML: &str = "text/xml; charset=utf-8";
 const ACCEPT_XML: &str = "text/xml";
@@ -118,6 +123,8 @@ struct ClientState {
     /// holds one until its response body is read. Streams take none: their number is
     /// bounded by the listener's group count.
     permits: Semaphore,
+    /// Closed while Exchange throttles the account; every request waits for it.
+    gate: BackoffGate,
     credentials: Credentials,
 }
 
@@ -149,6 +156,7 @@ impl EwsClient {
             inner: Arc::new(ClientState {
                 http,
                 permits: Semaphore::new(config.max_concurrent_requests),
+                gate: BackoffGate::default(),
                 credentials: Credentials::new(config.auth.clone()),
                 config,
             }),
@@ -216,6 +224,7 @@ impl EwsClient {
         let minutes = connection_timeout_minutes.clamp(1, MAX_CONNECTION_TIMEOUT_MINUTES);
         let body = requests::get_streaming_events(&self.context(affinity.anchor()), ids, minutes);
         let timeout = self.inner.config.request_timeout;
+        self.inner.gate.wait_open().await;
         let opening = self.send(
             Operation::GetStreamingEvents,
             &body,
@@ -248,7 +257,9 @@ impl EwsClient {
         let body = tokio::time::timeout(timeout, read_body(response))
             .await
             .map_err(|_| EwsError::Timeout)??;
-        Err(status_error(status, &headers, &body))
+        let err = status_error(status, &headers, &body);
+        self.note_throttle(&err);
+        Err(err)
     }
 
     /// One page of calendar changes since `state` (`None`: everything, as creates).
@@ -266,14 +277,13 @@ impl EwsClient {
     ) -> Result<SyncPage, EwsError> {
         let max_changes = max_changes.clamp(1, MAX_SYNC_CHANGES);
         let body = requests::sync_folder_items(&self.context(mailbox), state, max_changes);
-        let response = self
-            .call(
-                Operation::SyncFolderItems,
-                body,
-                self.mailbox_route(mailbox),
-            )
-            .await?;
-        xml::parse_sync_folder_items(&response)
+        self.read(
+            Operation::SyncFolderItems,
+            &body,
+            self.mailbox_route(mailbox),
+            xml::parse_sync_folder_items,
+        )
+        .await
     }
 
     /// One GetItem for all ids; one result per id, in order (ErrorItemNotFound -> Err(ItemError::NotFound)).
@@ -293,10 +303,14 @@ impl EwsClient {
             return Ok(Vec::new());
         }
         let body = requests::get_item(&self.context(mailbox), ids);
-        let response = self
-            .call(Operation::GetItem, body, self.mailbox_route(mailbox))
+        let results = self
+            .read(
+                Operation::GetItem,
+                &body,
+                self.mailbox_route(mailbox),
+                xml::parse_get_item,
+            )
             .await?;
-        let results = xml::parse_get_item(&response)?;
         if results.len() != ids.len() {
             return Err(EwsError::Malformed(format!(
                 "{} results for {} requested items",
@@ -323,10 +337,13 @@ impl EwsClient {
     ) -> Result<CalendarView, EwsError> {
         let body =
             requests::find_calendar_view(&self.context(mailbox), from, to, max_entries.max(1));
-        let response = self
-            .call(Operation::FindItem, body, self.mailbox_route(mailbox))
-            .await?;
-        xml::parse_find_calendar_view(&response)
+        self.read(
+            Operation::FindItem,
+            &body,
+            self.mailbox_route(mailbox),
+            xml::parse_find_calendar_view,
+        )
+        .await
     }
 
     /// The calendar folder's id and item count.
@@ -339,10 +356,13 @@ impl EwsClient {
         mailbox: &MailboxAddress,
     ) -> Result<FolderInfo, EwsError> {
         let body = requests::get_folder(&self.context(mailbox));
-        let response = self
-            .call(Operation::GetFolder, body, self.mailbox_route(mailbox))
-            .await?;
-        xml::parse_get_folder(&response)
+        self.read(
+            Operation::GetFolder,
+            &body,
+            self.mailbox_route(mailbox),
+            xml::parse_get_folder,
+        )
+        .await
     }
 
     /// Data requests go to the EWS URL, anchored on the mailbox they read.
@@ -437,6 +457,7 @@ impl EwsClient {
             .acquire()
             .await
             .map_err(|_| EwsError::InvalidArgument("client is shut down".to_owned()))?;
+        self.inner.gate.wait_open().await;
         let started = tokio::time::Instant::now();
         let exchange = async {
             let response = self.send(operation, &body, route).await?;
@@ -454,7 +475,81 @@ impl EwsClient {
             .map_err(|_| EwsError::Timeout)
             .and_then(|result| result);
         record(operation, started, result.as_ref().err());
+        if let Err(err) = &result {
+            self.note_throttle(err);
+        }
         result
+    }
+
+    /// A read operation: [`Self::call`] and `parse`, retried on transport failures,
+    /// 5xx answers and cut-short or garbled bodies, at most [`MAX_READ_ATTEMPTS`]
+    /// times with capped, jittered exponential delays (and never before the back-off
+    /// gate opens).
+    async fn read<T>(
+        &self,
+        operation: Operation,
+        body: &str,
+        route: Route<'_>,
+        parse: impl Fn(&[u8]) -> Result<T, EwsError>,
+    ) -> Result<T, EwsError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = match self.call(operation, body.to_owned(), route).await {
+                Ok(response) => {
+                    let parsed = parse(&response);
+                    // A throttle inside a response message closes the gate as well.
+                    if let Err(err) = &parsed {
+                        self.note_throttle(err);
+                    }
+                    parsed
+                }
+                Err(err) => Err(err),
+            };
+            match result {
+                Err(err) if attempt < MAX_READ_ATTEMPTS && retries_read(&err) => {
+                    tracing::debug!(
+                        operation = operation.as_str(),
+                        attempt,
+                        error = %err,
+                        "EWS read failed, retrying"
+                    );
+                    tokio::time::sleep(throttle::retry_delay(attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Closes the back-off gate when `err` says Exchange throttles the account.
+    fn note_throttle(&self, err: &EwsError) {
+        // The throttle itself is counted by `record`, per operation.
+        if let EwsError::Throttled {
+            backoff: Some(hint),
+        } = err
+        {
+            let pause = self.inner.gate.close_for(*hint);
+            tracing::debug!(pause = ?pause, "Exchange throttles the account, pausing requests");
+        }
+    }
+
+    /// When the account's back-off gate opens again, if it is closed now.
+    pub fn throttled_until(&self) -> Option<tokio::time::Instant> {
+        self.inner.gate.closed_until()
+    }
+}
+
+/// Whether a read is worth repeating after a short delay: the request never reached
+/// a verdict (a transport failure, a cut-short or garbled body), a 5xx, or a throttle
+/// without a hint. A hinted throttle closed the account's gate for longer than a
+/// worker should hold a mailbox, so it goes back to the caller, and so do timeouts:
+/// a black-holed server stalls a worker for one timeout, not several.
+fn retries_read(err: &EwsError) -> bool {
+    match err {
+        EwsError::Transport(_) | EwsError::Malformed(_) => true,
+        EwsError::Throttled { backoff } => backoff.is_none(),
+        EwsError::Http { status } => *status >= 500,
+        _ => false,
     }
 }
 

@@ -30,6 +30,12 @@ use crate::store::PgStore;
 
 /// Code of the stream error that says events were lost but the subscription lives.
 const MISSED_EVENTS: &str = "ErrorMissedNotificationEvents";
+/// Code of the stream error that says another connection took the subscriptions;
+/// they live on and this connection ends.
+const STREAM_TAKEN: &str = "ErrorNewEventStreamConnectionOpened";
+/// How long a mailbox whose subscription failed (a mailbox move, throttling) waits
+/// before the group tries to subscribe it again.
+const SUBSCRIBE_RETRY: Duration = Duration::from_secs(5);
 /// First reconnect delay after a failure; doubles up to [`MAX_RECONNECT_DELAY`].
 const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(250);
 /// Longest delay between two reconnect attempts.
@@ -203,6 +209,7 @@ impl Listener {
         wanted: &[MailboxAddress],
         heartbeat: &Heartbeat,
     ) -> Result<(), Closed> {
+        state.resubscribe_at = None;
         let wanted_set: HashSet<&MailboxAddress> = wanted.iter().collect();
         let anchor_gone = state
             .affinity
@@ -257,6 +264,7 @@ impl Listener {
                 Err(err) => {
                     self.rooms.set_subscribed(mailbox, false);
                     warn!(error = %err, "Subscribing a room failed, retrying later");
+                    state.resubscribe_at = Some(Instant::now() + SUBSCRIBE_RETRY);
                     if let Some(room) = self.store_room_id(mailbox) {
                         let _ = self
                             .store
@@ -291,12 +299,15 @@ impl Listener {
         metrics::gauge!(m::STREAMS_OPEN).increment(1.0);
         let mut seen = EventTimes::default();
         let mut last_message_at = Instant::now();
+        let resubscribe = state.resubscribe_at;
         let end = loop {
             // `next_message` is cancel-safe, so the idle tick may interrupt it.
             let next = tokio::select! {
                 next = stream.next_message() => Some(next),
                 _ = tokio::time::sleep(health::IDLE_TICK) => None,
                 _ = members.changed() => break StreamEnd::MembersChanged,
+                // Mailboxes whose subscription failed get another try.
+                () = sleep_until_some(resubscribe) => break StreamEnd::MembersChanged,
                 _ = cancel.cancelled() => break StreamEnd::Cancelled,
             };
             heartbeat.beat();
@@ -401,6 +412,17 @@ impl Listener {
                 for mailbox in affected {
                     self.queue.push(&mailbox, None, Reason::CatchUp).await?;
                 }
+            } else if error.code == STREAM_TAKEN {
+                // The subscriptions live on another connection now; reopen ours
+                // (after the reconnect delay, so two readers cannot ping-pong fast).
+                warn!(
+                    count = error.subscription_ids.len(),
+                    "Another streaming connection took the subscriptions, reopening"
+                );
+                return Ok(Some(StreamEnd::Failed {
+                    reason: "stream_taken",
+                    catch_up: true,
+                }));
             } else if !error.subscription_ids.is_empty() {
                 warn!(code = %error.code, count = error.subscription_ids.len(), "Subscriptions reported dead, resubscribing them");
                 metrics::counter!(m::RESUBSCRIPTIONS, "reason" => "dead")
@@ -461,6 +483,9 @@ impl Listener {
 #[derive(Default)]
 struct GroupState {
     affinity: Option<Affinity>,
+    /// Set when a wanted mailbox could not be subscribed: the open stream ends then
+    /// so the next reconcile tries again.
+    resubscribe_at: Option<Instant>,
     by_subscription: HashMap<SubscriptionId, MailboxAddress>,
     by_mailbox: HashMap<MailboxAddress, SubscriptionId>,
 }
@@ -534,6 +559,14 @@ impl EventTimes {
         if let Err(err) = listener.store.record_events(&seen).await {
             debug!(error = %err, "Could not record event times");
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no `at`.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -155,6 +155,12 @@ impl<S: CalendarSource> Workers<S> {
                 .set_initial_sync(&room.email, InitialSync::Running);
         }
         let mut checkpoint = self.store.sync_state(room.id).await?;
+        // A pass from no checkpoint enumerates the whole folder: afterwards, rows of
+        // items it did not see are deletions no change list will ever report.
+        let mut enumeration = match checkpoint {
+            Some(_) => None,
+            None => Some(FullEnumeration::start(&self.store).await?),
+        };
         loop {
             heartbeat.beat();
             let page = match self
@@ -168,6 +174,8 @@ impl<S: CalendarSource> Workers<S> {
                         room_id = room.id.0,
                         "Stored sync state rejected, syncing the mailbox from the start"
                     );
+                    metrics::counter!(m::SYNC_STATE_RESETS).increment(1);
+                    enumeration = Some(FullEnumeration::start(&self.store).await?);
                     self.store.reset_sync_state(room.id).await?;
                     checkpoint = None;
                     continue;
@@ -176,6 +184,9 @@ impl<S: CalendarSource> Workers<S> {
             };
             report.pages += 1;
             report.changes += page.changes.len() as u64;
+            if let Some(enumeration) = enumeration.as_mut() {
+                enumeration.saw(&page.changes);
+            }
             let last_page = page.includes_last_item_in_range;
             let outcome = self
                 .commit_page(
@@ -192,6 +203,12 @@ impl<S: CalendarSource> Workers<S> {
             if last_page {
                 break;
             }
+        }
+        if let Some(enumeration) = enumeration {
+            report.outcome.cancelled += self
+                .store
+                .reconcile_full_sync(room.id, &enumeration.seen, enumeration.started_at)
+                .await?;
         }
         if room.initial_sync != InitialSync::Complete {
             self.rooms
@@ -326,6 +343,30 @@ impl<S: CalendarSource> Workers<S> {
             _ => {
                 warn!(room_id = room.id.0, attempt, error = %message, "Mailbox sync failed, retrying later");
                 Some(backoff)
+            }
+        }
+    }
+}
+
+/// The items a sync from no checkpoint has listed so far, and when it began (by the
+/// database's clock, so it compares with the rows' `fetched_at`).
+struct FullEnumeration {
+    started_at: DateTime<Utc>,
+    seen: Vec<ItemId>,
+}
+
+impl FullEnumeration {
+    async fn start(store: &PgStore) -> Result<Self, StoreError> {
+        Ok(Self {
+            started_at: store.database_time().await?,
+            seen: Vec::new(),
+        })
+    }
+
+    fn saw(&mut self, changes: &[SyncChange]) {
+        for change in changes {
+            if let SyncChange::Create(summary) | SyncChange::Update(summary) = change {
+                self.seen.push(summary.item_id.clone());
             }
         }
     }

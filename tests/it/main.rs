@@ -1,8 +1,12 @@
 //! Integration tests: one binary, against real PostgreSQL and the bundled simulator.
 
+mod bad_input;
 mod deploy;
 mod ews_client;
 mod ews_requests;
+mod faults_db;
+mod faults_ews;
+mod faults_process;
 mod pipeline;
 mod process;
 mod service_ops;
