@@ -118,10 +118,12 @@ impl<S: CalendarSource> Workers<S> {
                     let attempt = failures.entry(work.mailbox.clone()).or_insert(0);
                     *attempt += 1;
                     let delay = self.handle_failure(&room, &err, *attempt).await;
-                    self.queue.done(&work.mailbox);
+                    // Retry before `done`, so the new entry keeps the age of the
+                    // changes this pass failed to commit.
                     if let Some(delay) = delay {
                         self.queue.retry(&work.mailbox, Reason::CatchUp, delay);
                     }
+                    self.queue.done(&work.mailbox);
                 }
                 None => {
                     // Shutting down mid-pass: nothing was committed, so the stored
