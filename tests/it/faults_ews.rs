@@ -78,10 +78,11 @@ async fn row03_high_latency_slows_the_sync_without_a_reconnect_storm() {
     let report = row.finish(workload).await;
 
     report.assert_passed();
-    // New connections only for requests in parallel (the cap) and the stream.
+    // New connections only for requests in parallel (the cap) and the stream,
+    // with room for the pool replacing some; a reconnect storm makes hundreds.
     let cap = row.app.config.exchange.max_concurrent_requests as u64;
     assert!(
-        connections <= cap + 4,
+        connections <= 2 * cap + 4,
         "{connections} connections: no reconnect storm"
     );
 }
