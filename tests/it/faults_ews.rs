@@ -398,3 +398,17 @@ async fn a_mailbox_move_in_progress_is_waited_out_and_the_room_resubscribed() {
         "every room, the moved one too, is subscribed once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row15_an_older_version_from_a_lagging_replica_is_never_kept() {
+    let row = FaultRow::start("15", RowOptions::default()).await;
+
+    row.app
+        .control
+        .inject_fault(Fault::StaleReads { rate: 0.3 });
+    let workload = row.workload();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = row.finish(workload).await;
+
+    report.assert_passed();
+}
