@@ -216,7 +216,7 @@ fn describe_ews() {
     describe_histogram!(
         EWS_REQUEST_DURATION,
         Unit::Seconds,
-        "Time from sending an EWS request to having its whole answer, by operation"
+        "Time from sending an EWS request to having its whole answer parsed, by operation"
     );
     describe_counter!(
         EWS_THROTTLED,
