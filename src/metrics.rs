@@ -98,6 +98,7 @@ pub const ALL: &[&str] = &[
     RESYNC_RUNS,
     RESYNC_DRIFT,
     RESYNC_LAST_SUCCESS,
+    UNKNOWN_ORGANIZER_MEETINGS,
     DB_RETRIES,
     NOTIFICATIONS_SENT,
     NOTIFICATIONS_SUPPRESSED,
@@ -153,6 +154,9 @@ pub const SYNC_OUTCOMES: &[&str] = &[
 ];
 /// Values of the `class` label of [`DB_RETRIES`].
 pub const DB_RETRY_CLASSES: &[&str] = &["connection", "serialization", "timeout", "other"];
+
+/// Confirmed meetings whose organizer is not a known user.
+pub const UNKNOWN_ORGANIZER_MEETINGS: &str = "booking_sync_unknown_organizer_meetings";
 
 /// Histogram buckets for durations, in seconds.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -278,6 +282,11 @@ fn describe_sync() {
         Unit::Count,
         "Database transactions retried after a transient failure, by error class"
     );
+    describe_gauge!(
+        UNKNOWN_ORGANIZER_MEETINGS,
+        Unit::Count,
+        "Confirmed meetings whose organizer is not a known user"
+    );
     describe_counter!(
         NOTIFICATIONS_SENT,
         Unit::Count,
@@ -351,6 +360,7 @@ fn initial_values() {
         ROOMS_ENABLED,
         SYNC_LAG,
         RESYNC_LAST_SUCCESS,
+        UNKNOWN_ORGANIZER_MEETINGS,
         READY,
     ] {
         metrics::gauge!(gauge).set(0.0);

@@ -270,7 +270,7 @@ impl<S: CalendarSource> Workers<S> {
         Ok(self.store.apply(&batch).await?)
     }
 
-    async fn fetch(
+    pub(crate) async fn fetch(
         &self,
         mailbox: &MailboxAddress,
         ids: &[ItemId],
@@ -287,7 +287,7 @@ impl<S: CalendarSource> Workers<S> {
     }
 
     /// Fetches the modified occurrences of every series (for their own subjects).
-    async fn fetch_exceptions(
+    pub(crate) async fn fetch_exceptions(
         &self,
         mailbox: &MailboxAddress,
         items: &[CalendarItem],

@@ -17,6 +17,8 @@ mod error;
 mod meetings;
 mod migrations;
 mod reconcile;
+mod resync;
+mod room_admin;
 mod rooms;
 mod sql_enum;
 
@@ -36,6 +38,8 @@ use crate::domain::{ChangeKey, ItemId, MailboxAddress};
 pub use apply::{ApplyOutcome, ItemWrite, MailboxBatch, MeetingWrite};
 pub use error::{BoxError, StoreError};
 pub use migrations::SchemaStatus;
+pub use resync::Rewrite;
+pub use room_admin::CoexistenceChange;
 pub use rooms::RoomStatus;
 
 /// Database id of a room.

@@ -1,6 +1,8 @@
 //! Integration tests: one binary, against real PostgreSQL and the bundled simulator.
 
 mod bad_input;
+mod calendar_shapes;
+mod cli_rooms;
 mod deploy;
 mod ews_client;
 mod ews_requests;
@@ -9,6 +11,7 @@ mod faults_ews;
 mod faults_process;
 mod pipeline;
 mod process;
+mod resync;
 mod service_ops;
 mod sim_core;
 mod sim_exchangelib;
