@@ -17,6 +17,7 @@ use booking_sync::sim::{SimConfig, Simulator};
 use booking_sync::store::PgStore;
 use booking_sync::systemd;
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Exit status for a configuration error (systemd does not restart on it).
 const EXIT_CONFIG: u8 = 78;
@@ -176,6 +177,8 @@ fn main() -> ExitCode {
 async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { grace_seconds } => {
+            // Installed first: a signal during start-up must stop cleanly, not kill.
+            let signals = StopSignals::install()?;
             let Some(config) = load_config(cli.config.as_deref())? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
@@ -183,7 +186,7 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("error: logging.file: cannot open the log file ({err})");
                 return Ok(ExitCode::from(EXIT_CONFIG));
             }
-            match run(&config, Duration::from_secs(grace_seconds)).await {
+            match run(&config, Duration::from_secs(grace_seconds), signals).await {
                 Ok(code) => Ok(code),
                 Err(err) => {
                     // Through the configured log output, so a JSON collector sees it.
@@ -425,19 +428,28 @@ fn print_report(report: &demo::DemoReport, json: bool) -> anyhow::Result<()> {
 
 /// Runs the service until SIGTERM or SIGINT: `READY=1` once the first subscriptions
 /// are up, `STOPPING=1` when the signal comes, then a drain within `grace`.
-async fn run(config: &Config, grace: Duration) -> anyhow::Result<ExitCode> {
-    let service = Service::start(config).await?;
-    let signal = wait_for_signal();
-    tokio::pin!(signal);
+async fn run(
+    config: &Config,
+    grace: Duration,
+    mut signals: StopSignals,
+) -> anyhow::Result<ExitCode> {
+    let service = tokio::select! {
+        service = Service::start(config) => service?,
+        _ = signals.recv() => {
+            // Nothing was taken in yet, so there is nothing to drain.
+            tracing::info!("Stopped while starting");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let stopped_early = tokio::select! {
         _ = service.first_subscriptions() => false,
-        result = &mut signal => { result?; true }
+        _ = signals.recv() => true,
     };
     if !stopped_early {
         let (subscribed, enabled) = service.rooms.coverage();
         tracing::info!(subscribed, enabled, "Ready");
         systemd::ready();
-        signal.await?;
+        signals.recv().await;
     }
     systemd::stopping();
     let report = service.shutdown(grace).await;
@@ -447,6 +459,29 @@ async fn run(config: &Config, grace: Duration) -> anyhow::Result<ExitCode> {
         "Stopped"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct StopSignals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    /// Waits for the next SIGTERM or SIGINT.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

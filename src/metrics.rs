@@ -139,6 +139,7 @@ pub const RECONNECT_REASONS: &[&str] = &[
     "error",
     "ended",
     "stream_error",
+    "stream_taken",
     "open_failed",
     "subscriptions_gone",
 ];
@@ -220,7 +221,7 @@ fn describe_ews() {
     describe_histogram!(
         EWS_REQUEST_DURATION,
         Unit::Seconds,
-        "Time from sending an EWS request to having its whole answer, by operation"
+        "Time from sending an EWS request to having its whole answer parsed, by operation"
     );
     describe_counter!(
         EWS_THROTTLED,
@@ -231,6 +232,11 @@ fn describe_ews() {
     describe_gauge!(SUBSCRIPTIONS_ACTIVE, Unit::Count, "Subscriptions active");
     describe_counter!(RECONNECTS, Unit::Count, "Streaming reconnects, by reason");
     describe_counter!(RESUBSCRIPTIONS, Unit::Count, "Resubscriptions, by reason");
+    describe_counter!(
+        SYNC_STATE_RESETS,
+        Unit::Count,
+        "Sync states Exchange rejected, after which a room was synced from scratch"
+    );
     describe_counter!(
         ITEMS_FETCHED,
         Unit::Count,

@@ -10,10 +10,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use booking_sync::domain::MailboxAddress;
+use booking_sync::ews::{EwsAuth, EwsClient, EwsConfig, EwsError};
 use booking_sync::health;
 use booking_sync::metrics as m;
 use booking_sync::sim::auth::{AuthConfig, AuthMode, BasicAccount, ImpersonationScope};
-use booking_sync::sim::{NewAppointment, Workload, WorkloadMix};
+use booking_sync::sim::limits::{LimitsConfig, RequestBudget};
+use booking_sync::sim::{NewAppointment, SimConfig, Simulator, Workload, WorkloadMix};
 use chrono::{Duration as Span, Utc};
 use tokio::time::Instant;
 
@@ -80,6 +83,60 @@ async fn a_scrape_after_a_workload_passes_promtool_and_carries_every_metric() {
         String::from_utf8_lossy(&promtool.stdout),
         String::from_utf8_lossy(&promtool.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_busy_inside_a_response_message_counts_as_a_throttled_request() {
+    let metrics = booking_sync::app::metrics_handle();
+    let sim = Simulator::start(SimConfig {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        rooms: 1,
+        users: 1,
+        limits: LimitsConfig {
+            request_budget: Some(RequestBudget {
+                requests: 1,
+                window: Duration::from_secs(600),
+                backoff: Duration::from_millis(20),
+                in_message_operations: vec!["FindItem".to_owned()],
+            }),
+            ..LimitsConfig::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    let client = EwsClient::new(EwsConfig {
+        url: sim.ews_url(),
+        auth: EwsAuth::None,
+        impersonation: true,
+        server_version: "Exchange2013_SP1".to_owned(),
+        request_timeout: Duration::from_secs(10),
+        max_concurrent_requests: 1,
+        user_agent: "booking-sync/test".to_owned(),
+    })
+    .expect("client");
+    let room = MailboxAddress::new(ROOM);
+    let throttled = "booking_sync_ews_requests_total{operation=\"FindItem\",outcome=\"throttled\"}";
+    let backoffs = format!("{}{{operation=\"FindItem\"}}", m::EWS_THROTTLED);
+    let before = metric_value(&metrics.render(), throttled);
+    let backoffs_before = metric_value(&metrics.render(), &backoffs);
+    client
+        .get_calendar_folder(&room)
+        .await
+        .expect("the budget allows one request");
+
+    let result = client
+        .find_calendar_view(&room, Utc::now(), Utc::now() + Span::days(1), 10)
+        .await;
+
+    assert!(
+        matches!(result, Err(EwsError::Throttled { .. })),
+        "{result:?}"
+    );
+    let scrape = metrics.render();
+    assert!(metric_value(&scrape, throttled) >= before + 1.0, "{scrape}");
+    assert!(metric_value(&scrape, &backoffs) >= backoffs_before + 1.0);
+    sim.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
