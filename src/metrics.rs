@@ -256,11 +256,6 @@ fn describe_sync() {
         Unit::Seconds,
         "Time from taking a mailbox off the queue to committing its changes"
     );
-    describe_counter!(
-        SYNC_STATE_RESETS,
-        Unit::Count,
-        "Sync states rejected by Exchange, each followed by a full resync of the room"
-    );
     describe_gauge!(ROOMS_ENABLED, Unit::Count, "Rooms enabled for sync");
     describe_gauge!(
         ROOMS_BY_INITIAL_SYNC,
@@ -353,6 +348,7 @@ fn initial_values() {
         QUEUE_FULL_WAITS,
         ITEMS_FETCHED,
         NOTIFICATIONS_SENT,
+        SYNC_STATE_RESETS,
     ] {
         metrics::counter!(counter).absolute(0);
     }
