@@ -183,7 +183,17 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("error: logging.file: cannot open the log file ({err})");
                 return Ok(ExitCode::from(EXIT_CONFIG));
             }
-            run(&config, Duration::from_secs(grace_seconds)).await
+            match run(&config, Duration::from_secs(grace_seconds)).await {
+                Ok(code) => Ok(code),
+                Err(err) => {
+                    // Through the configured log output, so a JSON collector sees it.
+                    tracing::error!(
+                        error = format!("{err:#}"),
+                        "The service stopped on an error"
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Migrate => {
             let Some(config) = load_config(cli.config.as_deref())? else {
