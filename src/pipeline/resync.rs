@@ -116,7 +116,8 @@ impl<S: CalendarSource> Resync<S> {
                 rolled_on = Some(now.date_naive());
             }
             if tokio::time::Instant::now() >= next_full {
-                // A reconciliation cut short by shutdown has written nothing.
+                // A room whose reconciliation is cut short by shutdown has had nothing
+                // written: its writes all happen after its whole view is read.
                 tokio::select! {
                     () = self.reconcile_all(now, |_, _| {}) => {}
                     () = cancel.cancelled() => return,
