@@ -1,11 +1,14 @@
 //! Configuration file loading and validation.
 //!
 //! One TOML file holds every setting, grouped in sections (`[database]`, `[exchange]`,
-//! `[subscriptions]`, `[pipeline]`, `[sync]`, `[http]`) plus the top-level `dry_run`.
+//! `[subscriptions]`, `[pipeline]`, `[sync]`, `[http]`, `[logging]`) plus the top-level
+//! `dry_run`.
 //! Loading checks everything up front and reports every problem in one go, each naming
 //! its key and what to do, so an operator fixes a file in one round. Secrets never sit in
 //! the file: it names files whose content is read into [`SecretString`]s, which never
-//! show in `Debug` output.
+//! show in `Debug` output. A secret file path may start with `${CREDENTIALS_DIRECTORY}`
+//! (the directory where systemd's `LoadCredential=` puts them); the caller says what
+//! that directory is.
 //!
 //! This module does not touch the network or the database (so `check-config` stays
 //! offline) and does not read environment variables: finding the file is the CLI's job.
@@ -20,6 +23,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+
+use crate::logging::{LoggingConfig, RawLogging};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -69,8 +74,12 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// `[sync]`: what part of each calendar is kept in step.
     pub sync: SyncConfig,
+    /// `[resync]`
+    pub resync: ResyncConfig,
     /// `[http]`: the metrics and health listener.
     pub http: HttpConfig,
+    /// `[logging]`: log format and optional file.
+    pub logging: LoggingConfig,
     /// Read from Exchange and compute changes, but write nothing to the database.
     pub dry_run: bool,
 }
@@ -143,6 +152,9 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     /// How long repeated events for one mailbox are gathered before work starts.
     pub coalesce_window: Duration,
+    /// How long a core loop may go without progress before the service counts as
+    /// stalled (not ready, no more watchdog pings).
+    pub stall_timeout: Duration,
 }
 
 /// `[sync]`: which part of each calendar is kept in step.
@@ -154,6 +166,26 @@ pub struct SyncConfig {
     pub window_future_days: u32,
     /// How often the list of synced rooms is re-read from the database.
     pub room_refresh_interval: Duration,
+}
+
+/// `[resync]`: the periodic passes that make the table right whatever the stream missed.
+#[derive(Debug, Clone)]
+pub struct ResyncConfig {
+    /// How often every room gets an incremental catch-up (SyncFolderItems from its
+    /// stored state).
+    pub interval: Duration,
+    /// How often every room is fully reconciled (CalendarView over the window
+    /// compared with the table).
+    pub full_interval: Duration,
+}
+
+impl Default for ResyncConfig {
+    fn default() -> Self {
+        Self {
+            interval: defaults::RESYNC_INTERVAL,
+            full_interval: defaults::FULL_RESYNC_INTERVAL,
+        }
+    }
 }
 
 /// `[http]`: the listener for `/metrics`, `/healthz` and `/readyz`.
@@ -173,13 +205,27 @@ impl Config {
     /// [`ConfigError::Read`] when the file cannot be read, [`ConfigError::Invalid`]
     /// listing every problem otherwise.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        Self::load_with_credentials(path, None)
+    }
+
+    /// Like [`load`](Self::load); secret file paths starting with
+    /// `${CREDENTIALS_DIRECTORY}` are resolved against `credentials` (systemd's
+    /// `$CREDENTIALS_DIRECTORY`), and are a problem when it is `None`.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load).
+    pub fn load_with_credentials(
+        path: impl AsRef<Path>,
+        credentials: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
         let path = path.as_ref();
         let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
         let base = path.parent().unwrap_or_else(|| Path::new(""));
-        parse(&text, base)
+        parse(&text, base, credentials)
     }
 
     /// Validates configuration text; relative secret file paths are resolved against
@@ -189,7 +235,7 @@ impl Config {
     ///
     /// [`ConfigError::Invalid`] listing every problem.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        parse(text, Path::new(""))
+        parse(text, Path::new(""), None)
     }
 
     /// Defaults everywhere, the given database and an EWS endpoint without
@@ -221,15 +267,18 @@ impl Config {
                 workers: defaults::WORKERS,
                 batch_size: defaults::BATCH_SIZE,
                 coalesce_window: defaults::COALESCE_WINDOW,
+                stall_timeout: defaults::STALL_TIMEOUT,
             },
             sync: SyncConfig {
                 window_past_days: defaults::WINDOW_PAST_DAYS,
                 window_future_days: defaults::WINDOW_FUTURE_DAYS,
                 room_refresh_interval: defaults::ROOM_REFRESH_INTERVAL,
             },
+            resync: ResyncConfig::default(),
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], defaults::HTTP_PORT)),
             },
+            logging: LoggingConfig::default(),
             dry_run: false,
         }
     }
@@ -293,10 +342,13 @@ mod defaults {
     pub const WORKERS: usize = 4;
     pub const BATCH_SIZE: usize = 100;
     pub const COALESCE_WINDOW: Duration = Duration::from_millis(500);
+    pub const STALL_TIMEOUT: Duration = Duration::from_secs(300);
     pub const WINDOW_PAST_DAYS: u32 = 1;
     pub const WINDOW_FUTURE_DAYS: u32 = 365;
     pub const ROOM_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
     pub const HTTP_PORT: u16 = 9464;
+    pub const RESYNC_INTERVAL: Duration = Duration::from_secs(15 * 60);
+    pub const FULL_RESYNC_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 }
 
 const SECTION_DATABASE: &str = "database";
@@ -305,6 +357,10 @@ const SECTION_SUBSCRIPTIONS: &str = "subscriptions";
 const SECTION_PIPELINE: &str = "pipeline";
 const SECTION_SYNC: &str = "sync";
 const SECTION_HTTP: &str = "http";
+const SECTION_RESYNC: &str = "resync";
+const SECTION_LOGGING: &str = "logging";
+/// The prefix of a secret path inside systemd's credentials directory.
+const CREDENTIALS_DIRECTORY: &str = "${CREDENTIALS_DIRECTORY}";
 
 // The raw section structs mirror the file. Bounded integers are read as i64 so that an
 // out-of-range value gets a message of ours naming the bounds.
@@ -361,6 +417,8 @@ struct RawPipeline {
     batch_size: Option<i64>,
     #[serde(default, with = "humantime_serde::option")]
     coalesce_window: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    stall_timeout: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -370,6 +428,15 @@ struct RawSync {
     window_future_days: Option<i64>,
     #[serde(default, with = "humantime_serde::option")]
     room_refresh_interval: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawResync {
+    #[serde(default, with = "humantime_serde::option")]
+    interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    full_interval: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -388,7 +455,9 @@ struct RawTop {
     subscriptions: Option<toml::Value>,
     pipeline: Option<toml::Value>,
     sync: Option<toml::Value>,
+    resync: Option<toml::Value>,
     http: Option<toml::Value>,
+    logging: Option<toml::Value>,
     dry_run: Option<bool>,
 }
 
@@ -408,15 +477,19 @@ only_section!(OnlyExchange, exchange, RawExchange);
 only_section!(OnlySubscriptions, subscriptions, RawSubscriptions);
 only_section!(OnlyPipeline, pipeline, RawPipeline);
 only_section!(OnlySync, sync, RawSync);
+only_section!(OnlyResync, resync, RawResync);
 only_section!(OnlyHttp, http, RawHttp);
+only_section!(OnlyLogging, logging, RawLogging);
 
 /// Collects problems while building the validated configuration.
-struct Problems {
+pub(crate) struct Problems {
     found: Vec<ConfigProblem>,
+    /// systemd's credentials directory, when the service runs with one.
+    credentials: Option<PathBuf>,
 }
 
 impl Problems {
-    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.found.push(ConfigProblem {
             key: key.into(),
             message: message.into(),
@@ -435,7 +508,7 @@ impl Problems {
     }
 
     /// Checks that an integer setting lies in `min..=max`, falling back to `default`.
-    fn ranged<T: TryFrom<i64> + Copy>(
+    pub(crate) fn ranged<T: TryFrom<i64> + Copy>(
         &mut self,
         key: &str,
         value: Option<i64>,
@@ -459,7 +532,12 @@ impl Problems {
     }
 
     /// Checks that a duration setting is not zero.
-    fn positive(&mut self, key: &str, value: Option<Duration>, default: Duration) -> Duration {
+    pub(crate) fn positive(
+        &mut self,
+        key: &str,
+        value: Option<Duration>,
+        default: Duration,
+    ) -> Duration {
         match value {
             Some(duration) if duration.is_zero() => {
                 self.add(key, "is zero; set a positive duration such as \"30s\"");
@@ -473,7 +551,25 @@ impl Problems {
     /// Reads a secret file (trailing line breaks removed). A file other users may
     /// read or write is refused: the secret would not be one.
     fn secret_file(&mut self, key: &str, base: &Path, path: &Path) -> Option<SecretString> {
-        let full = base.join(path);
+        let full = match path
+            .to_str()
+            .and_then(|text| text.strip_prefix(CREDENTIALS_DIRECTORY))
+        {
+            Some(rest) => match &self.credentials {
+                Some(directory) => directory.join(rest.trim_start_matches('/')),
+                None => {
+                    self.add(
+                        key,
+                        format!(
+                            "names {CREDENTIALS_DIRECTORY} but no credentials directory is set; \
+                             run under systemd with LoadCredential= or give a plain path"
+                        ),
+                    );
+                    return None;
+                }
+            },
+            None => base.join(path),
+        };
         if world_accessible(&full) {
             self.add(
                 key,
@@ -511,8 +607,11 @@ impl Problems {
     }
 }
 
-fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
-    let mut problems = Problems { found: Vec::new() };
+fn parse(text: &str, base: &Path, credentials: Option<&Path>) -> Result<Config, ConfigError> {
+    let mut problems = Problems {
+        found: Vec::new(),
+        credentials: credentials.map(Path::to_owned),
+    };
     // A syntax error makes every section parse fail the same way: report it once.
     let top = match toml::from_str::<RawTop>(text) {
         Ok(top) => Some(top),
@@ -542,9 +641,15 @@ fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
     let sync = problems
         .parse_section::<OnlySync>(text, SECTION_SYNC)
         .map(|doc| doc.sync.unwrap_or_default());
+    let resync = problems
+        .parse_section::<OnlyResync>(text, SECTION_RESYNC)
+        .map(|doc| validate_resync(&mut problems, doc.resync.unwrap_or_default()));
     let http = problems
         .parse_section::<OnlyHttp>(text, SECTION_HTTP)
         .map(|doc| doc.http.unwrap_or_default());
+    let logging = problems
+        .parse_section::<OnlyLogging>(text, SECTION_LOGGING)
+        .map(|doc| doc.logging.unwrap_or_default());
 
     // A section that failed to parse is not validated further (its problem is already
     // reported), but every other section is, so one report lists everything.
@@ -559,8 +664,18 @@ fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], defaults::HTTP_PORT))),
     });
+    let logging = logging.map(|raw| crate::logging::validate(&mut problems, raw, base));
 
-    match (top, database, exchange, subscriptions, pipeline, sync, http) {
+    match (
+        top,
+        database,
+        exchange,
+        subscriptions,
+        pipeline,
+        sync,
+        http,
+        logging,
+    ) {
         (
             Some(top),
             Some(database),
@@ -569,13 +684,16 @@ fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
             Some(pipeline),
             Some(sync),
             Some(http),
+            Some(logging),
         ) if problems.found.is_empty() => Ok(Config {
             database,
             exchange,
             subscriptions,
             pipeline,
             sync,
+            resync: resync.unwrap_or_default(),
             http,
+            logging,
             dry_run: top.dry_run.unwrap_or(false),
         }),
         _ => {
@@ -595,7 +713,9 @@ fn section_rank(key: &str) -> usize {
         SECTION_SUBSCRIPTIONS,
         SECTION_PIPELINE,
         SECTION_SYNC,
+        SECTION_RESYNC,
         SECTION_HTTP,
+        SECTION_LOGGING,
     ]
     .iter()
     .position(|known| *known == section)
@@ -812,6 +932,11 @@ fn validate_pipeline(problems: &mut Problems, raw: RawPipeline) -> PipelineConfi
         ),
         // Zero is allowed here: it means "start work at once".
         coalesce_window: raw.coalesce_window.unwrap_or(defaults::COALESCE_WINDOW),
+        stall_timeout: problems.positive(
+            "pipeline.stall_timeout",
+            raw.stall_timeout,
+            defaults::STALL_TIMEOUT,
+        ),
     }
 }
 
@@ -834,6 +959,25 @@ fn validate_sync(problems: &mut Problems, raw: RawSync) -> SyncConfig {
             raw.room_refresh_interval,
             defaults::ROOM_REFRESH_INTERVAL,
         ),
+    }
+}
+
+fn validate_resync(problems: &mut Problems, raw: RawResync) -> ResyncConfig {
+    let interval = problems.positive("resync.interval", raw.interval, defaults::RESYNC_INTERVAL);
+    let full_interval = problems.positive(
+        "resync.full_interval",
+        raw.full_interval,
+        defaults::FULL_RESYNC_INTERVAL,
+    );
+    if full_interval < interval {
+        problems.add(
+            "resync.full_interval",
+            "must not be shorter than resync.interval",
+        );
+    }
+    ResyncConfig {
+        interval,
+        full_interval,
     }
 }
 
@@ -1251,6 +1395,39 @@ room_refresh_interval = "soon"
         assert!(
             matches!(missing, Err(ConfigError::Read { .. })),
             "{missing:?}"
+        );
+    }
+
+    #[test]
+    fn a_secret_path_under_the_credentials_directory_is_read_from_there() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let credentials = dir.path().join("credentials");
+        fs::create_dir(&credentials).expect("credentials directory");
+        let secret = credentials.join("db-password");
+        fs::write(&secret, "from-systemd\n").expect("secret written");
+        fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o400))
+            .expect("chmod");
+        let path = dir.path().join("main.toml");
+        fs::write(
+            &path,
+            "[database]\nurl = \"postgres://sync@db/booking\"\n\
+             password_file = \"${CREDENTIALS_DIRECTORY}/db-password\"\n\
+             [exchange]\nurl = \"https://mail.example.com/EWS/Exchange.asmx\"\n",
+        )
+        .expect("config written");
+
+        let config = Config::load_with_credentials(&path, Some(&credentials)).expect("valid");
+        let outside = Config::load(&path);
+
+        let password = config.database.password.expect("a password");
+        assert_eq!(password.expose_secret(), "from-systemd");
+        let Err(ConfigError::Invalid { problems }) = outside else {
+            panic!("expected a problem without a credentials directory: {outside:?}");
+        };
+        assert_eq!(keys(&problems), vec!["database.password_file"]);
+        assert!(
+            problems[0].message.contains("LoadCredential"),
+            "{problems:?}"
         );
     }
 }

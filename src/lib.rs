@@ -4,15 +4,20 @@
 
 pub mod app;
 pub mod checker;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod ews;
+pub mod health;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod pgtemp;
 pub mod pipeline;
 pub mod recurrence;
 pub mod sim;
 pub mod store;
+pub mod supervisor;
+pub mod systemd;
 pub mod tz;

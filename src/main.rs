@@ -5,14 +5,18 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
-
-use booking_sync::app::Service;
+use booking_sync::app::{self, Service};
+use booking_sync::cli::resync::ResyncOptions;
+use booking_sync::cli::{resync, rooms, status};
 use booking_sync::config::Config;
 use booking_sync::demo::{self, DemoOptions};
+use booking_sync::domain::MailboxAddress;
+use booking_sync::ews::EwsClient;
+use booking_sync::logging::{self, LoggingConfig};
 use booking_sync::sim::{SimConfig, Simulator};
 use booking_sync::store::PgStore;
+use booking_sync::systemd;
+use clap::{Parser, Subcommand};
 
 /// Exit status for a configuration error (systemd does not restart on it).
 const EXIT_CONFIG: u8 = 78;
@@ -71,6 +75,26 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         converge_timeout: u64,
     },
+    /// Bring rooms in from Exchange and switch their sync and coexistence.
+    Rooms {
+        #[command(subcommand)]
+        command: RoomsCommand,
+    },
+    /// Show every room's sync health and a summary line.
+    Status {
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resync now: an incremental catch-up, or a full reconciliation with --full.
+    Resync {
+        /// Only this room.
+        #[arg(long)]
+        room: Option<String>,
+        /// Compare a CalendarView of the whole window with the table and repair drift.
+        #[arg(long)]
+        full: bool,
+    },
     /// Run the bundled Exchange simulator alone (for staging and benchmarks).
     Simulate {
         /// Address to listen on.
@@ -88,9 +112,48 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum RoomsCommand {
+    /// Read the room lists and their rooms from Exchange into `rooms` (new ones off).
+    Import {
+        /// Mailbox the requests act as (default: the first known room).
+        #[arg(long)]
+        acting_as: Option<String>,
+    },
+    /// List the rooms with their switches and initial-sync state.
+    List,
+    /// Start syncing a room.
+    Enable {
+        /// The room's address.
+        email: String,
+    },
+    /// Stop syncing a room.
+    Disable {
+        /// The room's address.
+        email: String,
+    },
+    /// Let the booking system treat a room as coexisting with Exchange, or stop it.
+    Coexistence {
+        /// The room's address.
+        email: String,
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Demo { .. }));
+    // `run` sets up logging from its configuration once it is loaded.
+    if !matches!(cli.command, Command::Run { .. }) {
+        init_logging(matches!(
+            cli.command,
+            Command::Demo { .. }
+                | Command::Rooms { .. }
+                | Command::Status { .. }
+                | Command::Resync { .. }
+        ));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -116,17 +179,21 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(config) = load_config(cli.config.as_deref())? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
-            let service = Service::start(&config).await?;
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-            wait_for_signal().await?;
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-            let report = service.shutdown(Duration::from_secs(grace_seconds)).await;
-            tracing::info!(
-                drained = report.drained,
-                left_in_queue = report.left_in_queue,
-                "Stopped"
-            );
-            Ok(ExitCode::SUCCESS)
+            if let Err(err) = logging::init(&config.logging) {
+                eprintln!("error: logging.file: cannot open the log file ({err})");
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+            match run(&config, Duration::from_secs(grace_seconds)).await {
+                Ok(code) => Ok(code),
+                Err(err) => {
+                    // Through the configured log output, so a JSON collector sees it.
+                    tracing::error!(
+                        error = format!("{err:#}"),
+                        "The service stopped on an error"
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Migrate => {
             let Some(config) = load_config(cli.config.as_deref())? else {
@@ -192,6 +259,48 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Rooms { command } => {
+            let Some(config) = load_config(cli.config.as_deref())? else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let store = connect(&config).await?;
+            rooms_command(&config, &store, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let Some(config) = load_config(cli.config.as_deref())? else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let store = connect(&config).await?;
+            let statuses = store.room_statuses().await.context("reading the rooms")?;
+            let report = status::report(&statuses, chrono::Utc::now());
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", status::render(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resync { room, full } => {
+            let Some(config) = load_config(cli.config.as_deref())? else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let store = connect(&config).await?;
+            let options = ResyncOptions {
+                room: room.as_deref().map(MailboxAddress::new),
+                full,
+            };
+            let summary = resync::run(&config, &store, &options).await?;
+            println!(
+                "{} rooms resynced in {:.1} s: {} failed, {} changes, drift {}",
+                summary.rooms, summary.seconds, summary.failed, summary.changes, summary.drift
+            );
+            Ok(if summary.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Simulate {
             listen,
             rooms,
@@ -219,14 +328,74 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+async fn connect(config: &Config) -> anyhow::Result<PgStore> {
+    let store = PgStore::connect(&config.database)
+        .await
+        .context("connecting to the database")?;
+    store
+        .require_current_schema()
+        .await
+        .context("checking the database schema (run `booking-sync migrate`)")?;
+    Ok(store)
+}
+
+async fn rooms_command(
+    config: &Config,
+    store: &PgStore,
+    command: RoomsCommand,
+) -> anyhow::Result<()> {
+    match command {
+        RoomsCommand::Import { acting_as } => {
+            let acting_as = match acting_as {
+                Some(address) => MailboxAddress::new(&address),
+                None => rooms::default_acting_as(store).await?,
+            };
+            let ews =
+                EwsClient::new(app::ews_config(config)).context("setting up the EWS client")?;
+            let report = rooms::import(store, &ews, &acting_as).await?;
+            println!(
+                "{} room lists, {} rooms, {} new (sync off until `rooms enable`)",
+                report.room_lists, report.rooms, report.added
+            );
+        }
+        RoomsCommand::List => {
+            let statuses = store.room_statuses().await.context("reading the rooms")?;
+            print!("{}", rooms::render_list(&statuses));
+        }
+        RoomsCommand::Enable { email } => {
+            rooms::set_enabled(store, &email, true).await?;
+            println!("sync of {email} is on; its initial sync starts with the service's next room refresh");
+        }
+        RoomsCommand::Disable { email } => {
+            rooms::set_enabled(store, &email, false).await?;
+            println!("sync of {email} is off");
+        }
+        RoomsCommand::Coexistence { email, state } => {
+            let on = state == "on";
+            rooms::set_coexistence(store, &email, on).await?;
+            println!("coexistence of {email} is {state}");
+        }
+    }
+    Ok(())
+}
+
 /// Loads the configuration; prints every problem and returns `None` when invalid.
+/// systemd's `LoadCredential=` puts credential files here.
+const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
 fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Option<Config>> {
     let Some(path) = path else {
         eprintln!("error: no configuration file: pass --config PATH or set BOOKING_SYNC_CONFIG (see deploy/booking-sync.example.toml)");
         return Ok(None);
     };
-    match Config::load(path) {
-        Ok(config) => Ok(Some(config)),
+    let credentials = std::env::var_os(CREDENTIALS_DIRECTORY).map(PathBuf::from);
+    match Config::load_with_credentials(path, credentials.as_deref()) {
+        Ok(config) => {
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
+            Ok(Some(config))
+        }
         Err(err) => {
             eprintln!("error: {err}");
             Ok(None)
@@ -254,6 +423,32 @@ fn print_report(report: &demo::DemoReport, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the service until SIGTERM or SIGINT: `READY=1` once the first subscriptions
+/// are up, `STOPPING=1` when the signal comes, then a drain within `grace`.
+async fn run(config: &Config, grace: Duration) -> anyhow::Result<ExitCode> {
+    let service = Service::start(config).await?;
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    let stopped_early = tokio::select! {
+        _ = service.first_subscriptions() => false,
+        result = &mut signal => { result?; true }
+    };
+    if !stopped_early {
+        let (subscribed, enabled) = service.rooms.coverage();
+        tracing::info!(subscribed, enabled, "Ready");
+        systemd::ready();
+        signal.await?;
+    }
+    systemd::stopping();
+    let report = service.shutdown(grace).await;
+    tracing::info!(
+        drained = report.drained,
+        left_in_queue = report.left_in_queue,
+        "Stopped"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn wait_for_signal() -> anyhow::Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -265,11 +460,10 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 }
 
 fn init_logging(quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    let config = LoggingConfig {
+        level: if quiet { "warn" } else { "info" }.to_owned(),
+        ..LoggingConfig::default()
+    };
+    // Without a file, setting up stderr logging cannot fail.
+    let _ = logging::init(&config);
 }

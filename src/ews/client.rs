@@ -22,6 +22,7 @@ use super::throttle::{self, BackoffGate};
 use super::types::{CalendarView, FolderInfo};
 use super::xml;
 use crate::domain::{CalendarItem, ItemId, MailboxAddress, SubscriptionId, SyncPage, SyncState};
+use crate::metrics as m;
 
 /// Most subscriptions one GetStreamingEvents connection may carry.
 pub const MAX_SUBSCRIPTIONS_PER_STREAM: usize = 200;
@@ -59,6 +60,20 @@ pub(super) enum Operation {
 }
 
 impl Operation {
+    const ALL: [Self; 11] = [
+        Self::Subscribe,
+        Self::Unsubscribe,
+        Self::GetStreamingEvents,
+        Self::SyncFolderItems,
+        Self::GetItem,
+        Self::FindItem,
+        Self::GetFolder,
+        Self::GetUserSettings,
+        Self::ResolveNames,
+        Self::GetRoomLists,
+        Self::GetRooms,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             Self::Subscribe => "Subscribe",
@@ -215,14 +230,26 @@ impl EwsClient {
             &body,
             self.group_route(affinity),
         );
+        let started = tokio::time::Instant::now();
+        let result = self.open_stream(opening, timeout).await;
+        record(
+            Operation::GetStreamingEvents,
+            started,
+            result.as_ref().err(),
+        );
+        result
+    }
+
+    /// Waits for a GetStreamingEvents answer: the stream on 200, else the error.
+    async fn open_stream(
+        &self,
+        opening: impl std::future::Future<Output = Result<reqwest::Response, EwsError>>,
+        timeout: Duration,
+    ) -> Result<EventStream, EwsError> {
         let response = tokio::time::timeout(timeout, opening)
             .await
             .map_err(|_| EwsError::Timeout)??;
         if response.status() == StatusCode::OK {
-            tracing::debug!(
-                operation = "GetStreamingEvents",
-                "Streaming connection opened"
-            );
             return Ok(EventStream::new(response.bytes_stream()));
         }
         let status = response.status();
@@ -447,12 +474,7 @@ impl EwsClient {
             .await
             .map_err(|_| EwsError::Timeout)
             .and_then(|result| result);
-        tracing::debug!(
-            operation = operation.as_str(),
-            ok = result.is_ok(),
-            elapsed = ?started.elapsed(),
-            "EWS request finished"
-        );
+        record(operation, started, result.as_ref().err());
         if let Err(err) = &result {
             self.note_throttle(err);
         }
@@ -501,12 +523,13 @@ impl EwsClient {
 
     /// Closes the back-off gate when `err` says Exchange throttles the account.
     fn note_throttle(&self, err: &EwsError) {
-        if let EwsError::Throttled { backoff } = err {
-            metrics::counter!(crate::metrics::EWS_THROTTLED).increment(1);
-            if let Some(hint) = backoff {
-                let pause = self.inner.gate.close_for(*hint);
-                tracing::debug!(pause = ?pause, "Exchange throttles the account, pausing requests");
-            }
+        // The throttle itself is counted by `record`, per operation.
+        if let EwsError::Throttled {
+            backoff: Some(hint),
+        } = err
+        {
+            let pause = self.inner.gate.close_for(*hint);
+            tracing::debug!(pause = ?pause, "Exchange throttles the account, pausing requests");
         }
     }
 
@@ -527,6 +550,52 @@ fn retries_read(err: &EwsError) -> bool {
         EwsError::Throttled { backoff } => backoff.is_none(),
         EwsError::Http { status } => *status >= 500,
         _ => false,
+    }
+}
+
+/// Creates the throttling series of every operation at 0, so an alert on them sees
+/// a series before the first back-off.
+pub fn init_metrics() {
+    for operation in Operation::ALL {
+        metrics::counter!(m::EWS_THROTTLED, "operation" => operation.as_str()).absolute(0);
+    }
+}
+
+/// Counts a finished request by operation and outcome, times it, and counts a
+/// throttling back-off. For a stream the time is until its headers arrived.
+fn record(operation: Operation, started: tokio::time::Instant, error: Option<&EwsError>) {
+    let outcome = error.map_or("ok", outcome_of);
+    let elapsed = started.elapsed();
+    metrics::counter!(m::EWS_REQUESTS, "operation" => operation.as_str(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(m::EWS_REQUEST_DURATION, "operation" => operation.as_str())
+        .record(elapsed.as_secs_f64());
+    if matches!(error, Some(EwsError::Throttled { .. })) {
+        metrics::counter!(m::EWS_THROTTLED, "operation" => operation.as_str()).increment(1);
+    }
+    tracing::debug!(
+        operation = operation.as_str(),
+        outcome,
+        ?elapsed,
+        "EWS request finished"
+    );
+}
+
+/// The `outcome` label of an error (one of [`m::EWS_OUTCOMES`]).
+fn outcome_of(error: &EwsError) -> &'static str {
+    match error {
+        EwsError::Throttled { .. } => "throttled",
+        EwsError::Timeout => "timeout",
+        EwsError::Transport(_) => "transport",
+        EwsError::Unauthorized | EwsError::Forbidden => "unauthorized",
+        EwsError::Http { .. } => "http_error",
+        EwsError::SubscriptionGone { .. } => "subscription_gone",
+        EwsError::InvalidSyncState => "invalid_sync_state",
+        EwsError::MailboxUnavailable { .. }
+        | EwsError::MailboxNotFound
+        | EwsError::AccessDenied { .. } => "mailbox_error",
+        EwsError::Malformed(_) => "malformed",
+        EwsError::InvalidArgument(_) | EwsError::Response { .. } => "error",
     }
 }
 

@@ -34,7 +34,8 @@ mod xml;
 
 pub use self::affinity::Affinity;
 pub use self::client::{
-    EwsClient, MAX_CONNECTION_TIMEOUT_MINUTES, MAX_SUBSCRIPTIONS_PER_STREAM, MAX_SYNC_CHANGES,
+    init_metrics, EwsClient, MAX_CONNECTION_TIMEOUT_MINUTES, MAX_SUBSCRIPTIONS_PER_STREAM,
+    MAX_SYNC_CHANGES,
 };
 pub use self::config::{
     EwsAuth, EwsConfig, DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_REQUEST_TIMEOUT,

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::domain::{CalendarItem, ItemId, MailboxAddress, SyncChange, SyncState};
+use crate::health::{self, Heartbeat, Heartbeats};
 use crate::metrics as m;
 use crate::pipeline::queue::{Reason, WorkQueue};
 use crate::pipeline::rooms::RoomDirectory;
@@ -66,6 +67,8 @@ pub struct Workers<S> {
     pub window: SyncWindow,
     /// Item ids per GetItem call.
     pub batch_size: usize,
+    /// Where each worker registers its heartbeat.
+    pub heartbeats: Arc<Heartbeats>,
 }
 
 /// What one pass did.
@@ -85,10 +88,14 @@ impl<S: CalendarSource> Workers<S> {
     /// Runs one worker until the queue is closed and drained, or `cancel` fires.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let mut failures: HashMap<MailboxAddress, u32> = HashMap::new();
+        let heartbeat = self.heartbeats.register(health::LOOP_WORKERS);
         loop {
+            heartbeat.beat();
+            // `pop` is cancel-safe, so the idle tick may interrupt it.
             let work = tokio::select! {
                 work = self.queue.pop() => work,
                 _ = cancel.cancelled() => None,
+                _ = tokio::time::sleep(health::IDLE_TICK) => continue,
             };
             let Some(work) = work else { break };
             let started = Instant::now();
@@ -98,7 +105,7 @@ impl<S: CalendarSource> Workers<S> {
                 continue;
             };
             let result = tokio::select! {
-                result = self.sync_mailbox(&room) => Some(result),
+                result = self.sync_mailbox(&room, &heartbeat) => Some(result),
                 _ = cancel.cancelled() => None,
             };
             match result {
@@ -111,10 +118,12 @@ impl<S: CalendarSource> Workers<S> {
                     let attempt = failures.entry(work.mailbox.clone()).or_insert(0);
                     *attempt += 1;
                     let delay = self.handle_failure(&room, &err, *attempt).await;
-                    self.queue.done(&work.mailbox);
+                    // Retry before `done`, so the new entry keeps the age of the
+                    // changes this pass failed to commit.
                     if let Some(delay) = delay {
                         self.queue.retry(&work.mailbox, Reason::CatchUp, delay);
                     }
+                    self.queue.done(&work.mailbox);
                 }
                 None => {
                     // Shutting down mid-pass: nothing was committed, so the stored
@@ -131,7 +140,12 @@ impl<S: CalendarSource> Workers<S> {
     /// # Errors
     /// A [`PassError`] when reading, fetching or committing failed; nothing from the
     /// failed page is committed.
-    pub async fn sync_mailbox(&self, room: &Room) -> Result<PassReport, PassError> {
+    /// `heartbeat` is beaten once per page.
+    pub async fn sync_mailbox(
+        &self,
+        room: &Room,
+        heartbeat: &Heartbeat,
+    ) -> Result<PassReport, PassError> {
         let mut report = PassReport::default();
         if room.initial_sync != InitialSync::Complete && room.initial_sync != InitialSync::Running {
             self.store
@@ -148,6 +162,7 @@ impl<S: CalendarSource> Workers<S> {
             None => Some(FullEnumeration::start(&self.store).await?),
         };
         loop {
+            heartbeat.beat();
             let page = match self
                 .source
                 .sync_changes(&room.email, checkpoint.as_ref(), MAX_CHANGES_PER_PAGE)
@@ -271,7 +286,7 @@ impl<S: CalendarSource> Workers<S> {
         Ok(self.store.apply(&batch).await?)
     }
 
-    async fn fetch(
+    pub(crate) async fn fetch(
         &self,
         mailbox: &MailboxAddress,
         ids: &[ItemId],
@@ -288,7 +303,7 @@ impl<S: CalendarSource> Workers<S> {
     }
 
     /// Fetches the modified occurrences of every series (for their own subjects).
-    async fn fetch_exceptions(
+    pub(crate) async fn fetch_exceptions(
         &self,
         mailbox: &MailboxAddress,
         items: &[CalendarItem],

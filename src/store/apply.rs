@@ -272,7 +272,7 @@ impl PgStore {
     }
 }
 
-async fn apply_in(
+pub(super) async fn apply_in(
     tx: &Transaction<'_>,
     batch: &MailboxBatch,
     retry: bool,

@@ -1,6 +1,9 @@
 //! Integration tests: one binary, against real PostgreSQL and the bundled simulator.
 
 mod bad_input;
+mod calendar_shapes;
+mod cli_rooms;
+mod deploy;
 mod ews_client;
 mod ews_requests;
 mod faults_db;
@@ -8,6 +11,8 @@ mod faults_ews;
 mod faults_process;
 mod pipeline;
 mod process;
+mod resync;
+mod service_ops;
 mod sim_core;
 mod sim_exchangelib;
 mod sim_extras;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod cut_proxy;
 pub mod db;
 pub mod faults;
 pub mod proxy;
