@@ -21,7 +21,7 @@ use chrono::{Duration as Span, Utc};
 use tokio::time::Instant;
 
 use crate::support::app::{TestApp, TestOptions};
-use crate::support::cut_proxy::CutProxy;
+use crate::support::proxy::{Mode, Proxy};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_booking-sync");
 const ROOM: &str = "room-001@contoso.example";
@@ -149,11 +149,11 @@ async fn readiness_turns_503_while_the_database_is_cut_off_and_200_when_it_is_ba
     let target = format!("{host}:{}", admin.get_ports()[0])
         .parse()
         .expect("a socket address");
-    let proxy = CutProxy::start(target).await;
+    let proxy = Proxy::start(target).await;
     app.config.database.url = format!(
         "postgres://{}@{}/{}",
         admin.get_user().expect("a user"),
-        proxy.addr,
+        proxy.addr(),
         app.db.name
     );
     app.config.database.connect_timeout = Duration::from_secs(2);
@@ -164,12 +164,12 @@ async fn readiness_turns_503_while_the_database_is_cut_off_and_200_when_it_is_ba
     );
     assert_eq!(get(&url).await.0, 200);
 
-    proxy.cut();
+    proxy.set(Mode::Refuse);
     let (status, body) = wait_for_status(&url, 503).await;
     assert_eq!(status, 503);
     assert_eq!(body.trim(), "database unreachable");
 
-    proxy.restore();
+    proxy.set(Mode::Pass);
     let (status, body) = wait_for_status(&url, 200).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("3 of 3"), "{body}");

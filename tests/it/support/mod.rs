@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 pub mod app;
-pub mod cut_proxy;
 pub mod db;
 pub mod faults;
 pub mod proxy;
