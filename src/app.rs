@@ -22,7 +22,7 @@ use crate::pipeline::listener::{Listener, ListenerSettings};
 use crate::pipeline::queue::WorkQueue;
 use crate::pipeline::rooms::RoomDirectory;
 use crate::pipeline::worker::{SyncWindow, Workers};
-use crate::store::{PgStore, SchemaStatus};
+use crate::store::{IssueRouting, PgStore, SchemaStatus};
 use crate::{http, metrics as m};
 
 /// The User-Agent the service sends to Exchange (kept stable for allow lists).
@@ -80,7 +80,8 @@ impl Service {
         let metrics = metrics_handle();
         let store = PgStore::connect(&config.database)
             .await
-            .context("connecting to the database")?;
+            .context("connecting to the database")?
+            .with_issue_routing(issue_routing(config));
         match store.schema_status().await.context("reading the schema version")? {
             SchemaStatus::Current => {}
             SchemaStatus::Outdated { pending } => bail!(
@@ -196,6 +197,15 @@ impl Service {
             left_in_queue,
             drained,
         }
+    }
+}
+
+fn issue_routing(config: &Config) -> IssueRouting {
+    let notifications = &config.notifications;
+    IssueRouting {
+        fallback_owner: notifications.fallback_owner.clone(),
+        admin: notifications.admin.clone(),
+        initial_sync_to_users: notifications.initial_sync_to_users,
     }
 }
 

@@ -10,6 +10,8 @@
 //! This module does not touch the network or the database (so `check-config` stays
 //! offline) and does not read environment variables: finding the file is the CLI's job.
 
+mod notifications;
+
 use std::fmt;
 use std::fs;
 use std::io;
@@ -20,6 +22,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+
+pub use notifications::NotificationsConfig;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +75,8 @@ pub struct Config {
     pub sync: SyncConfig,
     /// `[http]`: the metrics and health listener.
     pub http: HttpConfig,
+    /// `[notifications]`: out-of-sync issues and their digests.
+    pub notifications: NotificationsConfig,
     /// Read from Exchange and compute changes, but write nothing to the database.
     pub dry_run: bool,
 }
@@ -230,6 +236,7 @@ impl Config {
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], defaults::HTTP_PORT)),
             },
+            notifications: NotificationsConfig::default(),
             dry_run: false,
         }
     }
@@ -389,6 +396,7 @@ struct RawTop {
     pipeline: Option<toml::Value>,
     sync: Option<toml::Value>,
     http: Option<toml::Value>,
+    notifications: Option<toml::Value>,
     dry_run: Option<bool>,
 }
 
@@ -560,6 +568,10 @@ fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], defaults::HTTP_PORT))),
     });
 
+    let notifications = notifications::parse(text)
+        .map_err(|found| problems.found.extend(found))
+        .ok();
+
     match (top, database, exchange, subscriptions, pipeline, sync, http) {
         (
             Some(top),
@@ -576,6 +588,7 @@ fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
             pipeline,
             sync,
             http,
+            notifications: notifications.unwrap_or_default(),
             dry_run: top.dry_run.unwrap_or(false),
         }),
         _ => {

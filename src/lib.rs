@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod pgtemp;
 pub mod pipeline;
 pub mod recurrence;
+pub mod rules;
 pub mod sim;
 pub mod store;
 pub mod tz;

@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 
+use super::effects::{self, IssueRouting};
 use super::{strip_nul, MeetingStatus, PgStore, RoomId, StoreError};
 use crate::domain::{ChangeKey, ItemId, SyncState};
 
@@ -254,7 +255,7 @@ impl PgStore {
         let outcome = self
             .retrying(|mut client, attempt| async move {
                 let tx = client.transaction().await?;
-                let outcome = apply_in(&tx, batch, attempt > 0).await?;
+                let outcome = apply_in(&tx, batch, attempt > 0, &self.routing).await?;
                 tx.commit().await?;
                 Ok(outcome)
             })
@@ -276,9 +277,11 @@ async fn apply_in(
     tx: &Transaction<'_>,
     batch: &MailboxBatch,
     retry: bool,
+    routing: &IssueRouting,
 ) -> Result<ApplyOutcome, StoreError> {
     let room = batch.room_id;
     lock_checkpoint(tx, batch, retry).await?;
+    let before = effects::snapshot(tx, batch).await?;
 
     let removed: Vec<&str> = batch.removed_items.iter().map(ItemId::as_str).collect();
     if !removed.is_empty() {
@@ -319,6 +322,10 @@ async fn apply_in(
             .await?;
     }
 
+    let issues = effects::record(tx, batch, before, routing, "sync").await?;
+    if issues > 0 {
+        tracing::debug!(room_id = room.0, issues, "Found out-of-sync issues");
+    }
     let new_state = batch.new_sync_state.as_ref().map(SyncState::as_str);
     tx.execute(STORE_CHECKPOINT, &[&room.0, &new_state]).await?;
     if batch.completes_initial_sync {

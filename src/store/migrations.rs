@@ -44,6 +44,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "V2__sync_state",
         sql: include_str!("../../schema/V2__sync_state.sql"),
     },
+    Migration {
+        version: 3,
+        name: "V3__services_issues_audit",
+        sql: include_str!("../../schema/V3__services_issues_audit.sql"),
+    },
 ];
 
 /// Serialises concurrent `migrate` runs (any fixed 64-bit number would do).

@@ -13,6 +13,7 @@
 //! [`StoreError::Unavailable`] only when retries run out.
 
 mod apply;
+mod effects;
 mod error;
 mod meetings;
 mod migrations;
@@ -34,6 +35,7 @@ use crate::config::DatabaseConfig;
 use crate::domain::{ChangeKey, ItemId, MailboxAddress};
 
 pub use apply::{ApplyOutcome, ItemWrite, MailboxBatch, MeetingWrite};
+pub use effects::IssueRouting;
 pub use error::{BoxError, StoreError};
 pub use migrations::SchemaStatus;
 pub use rooms::RoomStatus;
@@ -160,6 +162,8 @@ pub struct PgStore {
     /// Limit for one attempt of a transaction, so a black-holed connection cannot
     /// hold a worker forever.
     attempt_timeout: Duration,
+    /// Who is told about out-of-sync issues found while applying batches.
+    routing: std::sync::Arc<IssueRouting>,
 }
 
 impl fmt::Debug for PgStore {
@@ -227,6 +231,7 @@ impl PgStore {
         let store = Self {
             pool,
             attempt_timeout: config.statement_timeout * 2 + config.connect_timeout,
+            routing: std::sync::Arc::default(),
         };
         drop(store.pool.get().await?);
         Ok(store)
@@ -241,6 +246,13 @@ impl PgStore {
         let client = self.pool.get().await?;
         client.simple_query("SELECT 1").await?;
         Ok(())
+    }
+
+    /// The same store, routing the out-of-sync issues it finds as `routing` says.
+    #[must_use]
+    pub fn with_issue_routing(mut self, routing: IssueRouting) -> Self {
+        self.routing = std::sync::Arc::new(routing);
+        self
     }
 
     /// Closes the pool: running transactions finish, new ones fail as unavailable.

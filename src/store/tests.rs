@@ -95,7 +95,14 @@ async fn migrating_twice_applies_everything_once() {
     let first = db.store.migrate().await.expect("first migrate");
     let second = db.store.migrate().await.expect("second migrate");
 
-    assert_eq!(first, vec!["V1__booking_tables", "V2__sync_state"]);
+    assert_eq!(
+        first,
+        vec![
+            "V1__booking_tables",
+            "V2__sync_state",
+            "V3__services_issues_audit"
+        ]
+    );
     assert!(second.is_empty(), "{second:?}");
     assert_eq!(
         db.store.schema_status().await.expect("status"),
@@ -113,10 +120,14 @@ async fn an_empty_database_is_outdated_and_refused() {
     assert_eq!(
         status,
         SchemaStatus::Outdated {
-            pending: vec!["V1__booking_tables".to_owned(), "V2__sync_state".to_owned()]
+            pending: vec![
+                "V1__booking_tables".to_owned(),
+                "V2__sync_state".to_owned(),
+                "V3__services_issues_audit".to_owned(),
+            ]
         }
     );
-    assert!(matches!(required, Err(StoreError::SchemaOutdated { pending }) if pending.len() == 2));
+    assert!(matches!(required, Err(StoreError::SchemaOutdated { pending }) if pending.len() == 3));
 }
 
 #[tokio::test]
@@ -807,7 +818,14 @@ async fn concurrent_migrations_apply_each_migration_once() {
     let mut applied = left.expect("left migrate");
     applied.extend(right.expect("right migrate"));
     applied.sort();
-    assert_eq!(applied, vec!["V1__booking_tables", "V2__sync_state"]);
+    assert_eq!(
+        applied,
+        vec![
+            "V1__booking_tables",
+            "V2__sync_state",
+            "V3__services_issues_audit"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ mod ews_client;
 mod ews_requests;
 mod pipeline;
 mod process;
+mod rules;
 mod sim_core;
 mod sim_exchangelib;
 mod sim_extras;
