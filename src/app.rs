@@ -1,9 +1,11 @@
 //! Wires the service together: store, EWS client, queue, listener, workers, HTTP.
 //!
 //! This is the only module that knows every component. It starts them in order
-//! (database and schema first, then the HTTP listener, then workers, then the
-//! subscriptions), and stops them in the reverse order: intake first, then the queue
-//! drains within the grace period, then the workers end.
+//! (database and schema first, then the HTTP listener and the supervisor, then
+//! workers, then the subscriptions), and stops them in the reverse order: intake
+//! first, then the queue drains within the grace period, then the workers end, and
+//! the HTTP listener and the supervisor (which keeps pinging the watchdog while the
+//! queue drains) stop last.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -18,12 +20,13 @@ use tracing::{info, warn};
 
 use crate::config::{Config, ExchangeAuth};
 use crate::ews::{EwsAuth, EwsClient, EwsConfig};
+use crate::health::{Health, Heartbeats};
 use crate::pipeline::listener::{Listener, ListenerSettings};
 use crate::pipeline::queue::WorkQueue;
 use crate::pipeline::rooms::RoomDirectory;
 use crate::pipeline::worker::{SyncWindow, Workers};
 use crate::store::{IssueRouting, PgStore, SchemaStatus};
-use crate::{http, metrics as m};
+use crate::{http, metrics as m, supervisor, systemd};
 
 /// The User-Agent the service sends to Exchange (kept stable for allow lists).
 pub const USER_AGENT: &str = concat!("booking-sync/", env!("CARGO_PKG_VERSION"));
@@ -38,6 +41,8 @@ pub struct Service {
     pub store: PgStore,
     /// Where `/metrics`, `/healthz` and `/readyz` answer.
     pub http_addr: SocketAddr,
+    /// Readiness and the core loops' heartbeats.
+    pub health: Health,
     intake: CancellationToken,
     workers: CancellationToken,
     root: CancellationToken,
@@ -65,6 +70,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .install_recorder()
                 .expect("no other metrics recorder is installed in this process");
             m::describe();
+            crate::ews::init_metrics();
             handle
         })
         .clone()
@@ -104,20 +110,32 @@ impl Service {
             config.pipeline.coalesce_window,
         ));
         let rooms = Arc::new(RoomDirectory::default());
+        let heartbeats = Arc::new(Heartbeats::default());
+        let health = Health {
+            store: store.clone(),
+            rooms: rooms.clone(),
+            queue: queue.clone(),
+            heartbeats: heartbeats.clone(),
+            stall_after: config.pipeline.stall_timeout,
+        };
 
         let http_addr = http::spawn(
             config.http.listen,
             http::HttpState {
                 metrics,
-                store: store.clone(),
-                queue: queue.clone(),
-                rooms: rooms.clone(),
+                health: health.clone(),
             },
             &tracker,
             root.child_token(),
         )
         .await
         .with_context(|| format!("listening for HTTP on {}", config.http.listen))?;
+        {
+            let health = health.clone();
+            let token = root.child_token();
+            let watchdog = systemd::watchdog_timeout();
+            tracker.spawn(async move { supervisor::run(health, watchdog, token).await });
+        }
 
         let workers = Arc::new(Workers {
             source: ews.clone(),
@@ -129,6 +147,7 @@ impl Service {
                 future: chrono::Duration::days(i64::from(config.sync.window_future_days)),
             },
             batch_size: config.pipeline.batch_size,
+            heartbeats: heartbeats.clone(),
         });
         for _ in 0..config.pipeline.workers.max(1) {
             let workers = workers.clone();
@@ -147,6 +166,7 @@ impl Service {
                 heartbeat_timeout: config.subscriptions.heartbeat_timeout,
                 room_refresh_interval: config.sync.room_refresh_interval,
             },
+            heartbeats,
         });
         {
             let tracker_inner = tracker.clone();
@@ -159,11 +179,20 @@ impl Service {
             rooms,
             store,
             http_addr,
+            health,
             intake,
             workers: workers_token,
             root,
             tracker,
         })
+    }
+
+    /// Waits until the room list was read and every enabled room's subscription was
+    /// tried once (the moment to tell systemd `READY=1`).
+    pub async fn first_subscriptions(&self) {
+        while !self.rooms.first_subscriptions_done() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Stops intake, lets the workers drain the queue for up to `grace`, then stops.

@@ -1,11 +1,14 @@
 //! Configuration file loading and validation.
 //!
 //! One TOML file holds every setting, grouped in sections (`[database]`, `[exchange]`,
-//! `[subscriptions]`, `[pipeline]`, `[sync]`, `[http]`) plus the top-level `dry_run`.
+//! `[subscriptions]`, `[pipeline]`, `[sync]`, `[http]`, `[logging]`) plus the top-level
+//! `dry_run`.
 //! Loading checks everything up front and reports every problem in one go, each naming
 //! its key and what to do, so an operator fixes a file in one round. Secrets never sit in
 //! the file: it names files whose content is read into [`SecretString`]s, which never
-//! show in `Debug` output.
+//! show in `Debug` output. A secret file path may start with `${CREDENTIALS_DIRECTORY}`
+//! (the directory where systemd's `LoadCredential=` puts them); the caller says what
+//! that directory is.
 //!
 //! This module does not touch the network or the database (so `check-config` stays
 //! offline) and does not read environment variables: finding the file is the CLI's job.
@@ -24,6 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 pub use notifications::NotificationsConfig;
+use crate::logging::{LoggingConfig, RawLogging};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +81,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[notifications]`: out-of-sync issues and their digests.
     pub notifications: NotificationsConfig,
+    /// `[logging]`: log format and optional file.
+    pub logging: LoggingConfig,
     /// Read from Exchange and compute changes, but write nothing to the database.
     pub dry_run: bool,
 }
@@ -149,6 +155,9 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     /// How long repeated events for one mailbox are gathered before work starts.
     pub coalesce_window: Duration,
+    /// How long a core loop may go without progress before the service counts as
+    /// stalled (not ready, no more watchdog pings).
+    pub stall_timeout: Duration,
 }
 
 /// `[sync]`: which part of each calendar is kept in step.
@@ -179,13 +188,27 @@ impl Config {
     /// [`ConfigError::Read`] when the file cannot be read, [`ConfigError::Invalid`]
     /// listing every problem otherwise.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        Self::load_with_credentials(path, None)
+    }
+
+    /// Like [`load`](Self::load); secret file paths starting with
+    /// `${CREDENTIALS_DIRECTORY}` are resolved against `credentials` (systemd's
+    /// `$CREDENTIALS_DIRECTORY`), and are a problem when it is `None`.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load).
+    pub fn load_with_credentials(
+        path: impl AsRef<Path>,
+        credentials: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
         let path = path.as_ref();
         let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
         let base = path.parent().unwrap_or_else(|| Path::new(""));
-        parse(&text, base)
+        parse(&text, base, credentials)
     }
 
     /// Validates configuration text; relative secret file paths are resolved against
@@ -195,7 +218,7 @@ impl Config {
     ///
     /// [`ConfigError::Invalid`] listing every problem.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        parse(text, Path::new(""))
+        parse(text, Path::new(""), None)
     }
 
     /// Defaults everywhere, the given database and an EWS endpoint without
@@ -227,6 +250,7 @@ impl Config {
                 workers: defaults::WORKERS,
                 batch_size: defaults::BATCH_SIZE,
                 coalesce_window: defaults::COALESCE_WINDOW,
+                stall_timeout: defaults::STALL_TIMEOUT,
             },
             sync: SyncConfig {
                 window_past_days: defaults::WINDOW_PAST_DAYS,
@@ -237,6 +261,7 @@ impl Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], defaults::HTTP_PORT)),
             },
             notifications: NotificationsConfig::default(),
+            logging: LoggingConfig::default(),
             dry_run: false,
         }
     }
@@ -300,6 +325,7 @@ mod defaults {
     pub const WORKERS: usize = 4;
     pub const BATCH_SIZE: usize = 100;
     pub const COALESCE_WINDOW: Duration = Duration::from_millis(500);
+    pub const STALL_TIMEOUT: Duration = Duration::from_secs(300);
     pub const WINDOW_PAST_DAYS: u32 = 1;
     pub const WINDOW_FUTURE_DAYS: u32 = 365;
     pub const ROOM_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
@@ -312,6 +338,9 @@ const SECTION_SUBSCRIPTIONS: &str = "subscriptions";
 const SECTION_PIPELINE: &str = "pipeline";
 const SECTION_SYNC: &str = "sync";
 const SECTION_HTTP: &str = "http";
+const SECTION_LOGGING: &str = "logging";
+/// The prefix of a secret path inside systemd's credentials directory.
+const CREDENTIALS_DIRECTORY: &str = "${CREDENTIALS_DIRECTORY}";
 
 // The raw section structs mirror the file. Bounded integers are read as i64 so that an
 // out-of-range value gets a message of ours naming the bounds.
@@ -368,6 +397,8 @@ struct RawPipeline {
     batch_size: Option<i64>,
     #[serde(default, with = "humantime_serde::option")]
     coalesce_window: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    stall_timeout: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -397,6 +428,7 @@ struct RawTop {
     sync: Option<toml::Value>,
     http: Option<toml::Value>,
     notifications: Option<toml::Value>,
+    logging: Option<toml::Value>,
     dry_run: Option<bool>,
 }
 
@@ -417,14 +449,17 @@ only_section!(OnlySubscriptions, subscriptions, RawSubscriptions);
 only_section!(OnlyPipeline, pipeline, RawPipeline);
 only_section!(OnlySync, sync, RawSync);
 only_section!(OnlyHttp, http, RawHttp);
+only_section!(OnlyLogging, logging, RawLogging);
 
 /// Collects problems while building the validated configuration.
-struct Problems {
+pub(crate) struct Problems {
     found: Vec<ConfigProblem>,
+    /// systemd's credentials directory, when the service runs with one.
+    credentials: Option<PathBuf>,
 }
 
 impl Problems {
-    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.found.push(ConfigProblem {
             key: key.into(),
             message: message.into(),
@@ -443,7 +478,7 @@ impl Problems {
     }
 
     /// Checks that an integer setting lies in `min..=max`, falling back to `default`.
-    fn ranged<T: TryFrom<i64> + Copy>(
+    pub(crate) fn ranged<T: TryFrom<i64> + Copy>(
         &mut self,
         key: &str,
         value: Option<i64>,
@@ -467,7 +502,12 @@ impl Problems {
     }
 
     /// Checks that a duration setting is not zero.
-    fn positive(&mut self, key: &str, value: Option<Duration>, default: Duration) -> Duration {
+    pub(crate) fn positive(
+        &mut self,
+        key: &str,
+        value: Option<Duration>,
+        default: Duration,
+    ) -> Duration {
         match value {
             Some(duration) if duration.is_zero() => {
                 self.add(key, "is zero; set a positive duration such as \"30s\"");
@@ -481,7 +521,25 @@ impl Problems {
     /// Reads a secret file (trailing line breaks removed). A file other users may
     /// read or write is refused: the secret would not be one.
     fn secret_file(&mut self, key: &str, base: &Path, path: &Path) -> Option<SecretString> {
-        let full = base.join(path);
+        let full = match path
+            .to_str()
+            .and_then(|text| text.strip_prefix(CREDENTIALS_DIRECTORY))
+        {
+            Some(rest) => match &self.credentials {
+                Some(directory) => directory.join(rest.trim_start_matches('/')),
+                None => {
+                    self.add(
+                        key,
+                        format!(
+                            "names {CREDENTIALS_DIRECTORY} but no credentials directory is set; \
+                             run under systemd with LoadCredential= or give a plain path"
+                        ),
+                    );
+                    return None;
+                }
+            },
+            None => base.join(path),
+        };
         if world_accessible(&full) {
             self.add(
                 key,
@@ -519,8 +577,11 @@ impl Problems {
     }
 }
 
-fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
-    let mut problems = Problems { found: Vec::new() };
+fn parse(text: &str, base: &Path, credentials: Option<&Path>) -> Result<Config, ConfigError> {
+    let mut problems = Problems {
+        found: Vec::new(),
+        credentials: credentials.map(Path::to_owned),
+    };
     // A syntax error makes every section parse fail the same way: report it once.
     let top = match toml::from_str::<RawTop>(text) {
         Ok(top) => Some(top),
@@ -553,6 +614,9 @@ fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
     let http = problems
         .parse_section::<OnlyHttp>(text, SECTION_HTTP)
         .map(|doc| doc.http.unwrap_or_default());
+    let logging = problems
+        .parse_section::<OnlyLogging>(text, SECTION_LOGGING)
+        .map(|doc| doc.logging.unwrap_or_default());
 
     // A section that failed to parse is not validated further (its problem is already
     // reported), but every other section is, so one report lists everything.
@@ -567,12 +631,22 @@ fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], defaults::HTTP_PORT))),
     });
+    let logging = logging.map(|raw| crate::logging::validate(&mut problems, raw, base));
 
     let notifications = notifications::parse(text)
         .map_err(|found| problems.found.extend(found))
         .ok();
 
-    match (top, database, exchange, subscriptions, pipeline, sync, http) {
+    match (
+        top,
+        database,
+        exchange,
+        subscriptions,
+        pipeline,
+        sync,
+        http,
+        logging,
+    ) {
         (
             Some(top),
             Some(database),
@@ -581,6 +655,7 @@ fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
             Some(pipeline),
             Some(sync),
             Some(http),
+            Some(logging),
         ) if problems.found.is_empty() => Ok(Config {
             database,
             exchange,
@@ -589,6 +664,7 @@ fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
             sync,
             http,
             notifications: notifications.unwrap_or_default(),
+            logging,
             dry_run: top.dry_run.unwrap_or(false),
         }),
         _ => {
@@ -609,6 +685,7 @@ fn section_rank(key: &str) -> usize {
         SECTION_PIPELINE,
         SECTION_SYNC,
         SECTION_HTTP,
+        SECTION_LOGGING,
     ]
     .iter()
     .position(|known| *known == section)
@@ -825,6 +902,11 @@ fn validate_pipeline(problems: &mut Problems, raw: RawPipeline) -> PipelineConfi
         ),
         // Zero is allowed here: it means "start work at once".
         coalesce_window: raw.coalesce_window.unwrap_or(defaults::COALESCE_WINDOW),
+        stall_timeout: problems.positive(
+            "pipeline.stall_timeout",
+            raw.stall_timeout,
+            defaults::STALL_TIMEOUT,
+        ),
     }
 }
 
@@ -1264,6 +1346,39 @@ room_refresh_interval = "soon"
         assert!(
             matches!(missing, Err(ConfigError::Read { .. })),
             "{missing:?}"
+        );
+    }
+
+    #[test]
+    fn a_secret_path_under_the_credentials_directory_is_read_from_there() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let credentials = dir.path().join("credentials");
+        fs::create_dir(&credentials).expect("credentials directory");
+        let secret = credentials.join("db-password");
+        fs::write(&secret, "from-systemd\n").expect("secret written");
+        fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o400))
+            .expect("chmod");
+        let path = dir.path().join("main.toml");
+        fs::write(
+            &path,
+            "[database]\nurl = \"postgres://sync@db/booking\"\n\
+             password_file = \"${CREDENTIALS_DIRECTORY}/db-password\"\n\
+             [exchange]\nurl = \"https://mail.example.com/EWS/Exchange.asmx\"\n",
+        )
+        .expect("config written");
+
+        let config = Config::load_with_credentials(&path, Some(&credentials)).expect("valid");
+        let outside = Config::load(&path);
+
+        let password = config.database.password.expect("a password");
+        assert_eq!(password.expose_secret(), "from-systemd");
+        let Err(ConfigError::Invalid { problems }) = outside else {
+            panic!("expected a problem without a credentials directory: {outside:?}");
+        };
+        assert_eq!(keys(&problems), vec!["database.password_file"]);
+        assert!(
+            problems[0].message.contains("LoadCredential"),
+            "{problems:?}"
         );
     }
 }

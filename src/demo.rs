@@ -64,6 +64,8 @@ pub struct DemoReport {
     pub unexpected: u64,
     /// Rows that differ from the simulator.
     pub stale: u64,
+    /// Extra rows for a meeting that already has one.
+    pub duplicate: u64,
     /// Whether the database matched the simulator.
     pub converged: bool,
     /// From the end of the workload to convergence.
@@ -190,6 +192,7 @@ async fn run_with(
         missing: result.missing,
         unexpected: result.unexpected,
         stale: result.stale,
+        duplicate: result.duplicate,
         converged: result.converged(),
         seconds_to_converge,
         workload_seconds,

@@ -1,11 +1,11 @@
 //! The service's HTTP listener: `/metrics`, `/healthz` and `/readyz`.
 //!
 //! Bound to the configured address only (loopback by default). `/healthz` says the
-//! process answers; `/readyz` says it is doing its job: the database answers with a
-//! current schema and every enabled room has finished its initial sync.
+//! process answers; `/readyz` says it is doing its job ([`Health::readiness`]: the
+//! database answers with a current schema, the streams cover every enabled room, no
+//! core loop is stalled) and names the first reason when it is not.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,21 +15,16 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::pipeline::queue::WorkQueue;
-use crate::pipeline::rooms::RoomDirectory;
-use crate::store::{PgStore, SchemaStatus};
+use crate::health::Health;
+use crate::metrics as m;
 
 /// What the handlers read.
 #[derive(Clone)]
 pub struct HttpState {
     /// Renders the Prometheus text format.
     pub metrics: PrometheusHandle,
-    /// For the readiness check.
-    pub store: PgStore,
-    /// For the lag gauge.
-    pub queue: Arc<WorkQueue>,
-    /// For the coverage check.
-    pub rooms: Arc<RoomDirectory>,
+    /// For readiness and the sampled gauges.
+    pub health: Health,
 }
 
 /// Binds `listen` and serves until `cancel` fires; returns the bound address.
@@ -59,37 +54,15 @@ pub async fn spawn(
 }
 
 async fn metrics(State(state): State<HttpState>) -> String {
-    let lag = state
-        .queue
-        .oldest_event_at()
-        .map_or(0.0, |at| at.elapsed().as_secs_f64());
-    metrics::gauge!(crate::metrics::SYNC_LAG).set(lag);
-    metrics::gauge!(crate::metrics::QUEUE_DEPTH).set(state.queue.len() as f64);
+    crate::supervisor::sample(&state.health);
     state.metrics.render()
 }
 
 async fn ready(State(state): State<HttpState>) -> (StatusCode, String) {
-    match state.store.schema_status().await {
-        Ok(SchemaStatus::Current) => {}
-        Ok(_) => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database schema is not current\n".into(),
-            )
-        }
-        Err(_) => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database unreachable\n".into(),
-            )
-        }
+    let readiness = state.health.readiness().await;
+    metrics::gauge!(m::READY).set(if readiness.is_ok() { 1.0 } else { 0.0 });
+    match readiness {
+        Ok(summary) => (StatusCode::OK, format!("{summary}\n")),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
     }
-    let (enabled, complete) = state.rooms.counts();
-    if complete < enabled {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("initial sync complete for {complete} of {enabled} rooms\n"),
-        );
-    }
-    (StatusCode::OK, format!("ready: {enabled} rooms in sync\n"))
 }

@@ -5,14 +5,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
-
 use booking_sync::app::Service;
 use booking_sync::config::Config;
 use booking_sync::demo::{self, DemoOptions};
+use booking_sync::logging::{self, LoggingConfig};
 use booking_sync::sim::{SimConfig, Simulator};
 use booking_sync::store::PgStore;
+use booking_sync::systemd;
+use clap::{Parser, Subcommand};
 
 /// Exit status for a configuration error (systemd does not restart on it).
 const EXIT_CONFIG: u8 = 78;
@@ -90,7 +90,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Demo { .. }));
+    // `run` sets up logging from its configuration once it is loaded.
+    if !matches!(cli.command, Command::Run { .. }) {
+        init_logging(matches!(cli.command, Command::Demo { .. }));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -116,17 +119,11 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(config) = load_config(cli.config.as_deref())? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
-            let service = Service::start(&config).await?;
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-            wait_for_signal().await?;
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-            let report = service.shutdown(Duration::from_secs(grace_seconds)).await;
-            tracing::info!(
-                drained = report.drained,
-                left_in_queue = report.left_in_queue,
-                "Stopped"
-            );
-            Ok(ExitCode::SUCCESS)
+            if let Err(err) = logging::init(&config.logging) {
+                eprintln!("error: logging.file: cannot open the log file ({err})");
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+            run(&config, Duration::from_secs(grace_seconds)).await
         }
         Command::Migrate => {
             let Some(config) = load_config(cli.config.as_deref())? else {
@@ -220,13 +217,22 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Loads the configuration; prints every problem and returns `None` when invalid.
+/// systemd's `LoadCredential=` puts credential files here.
+const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
 fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Option<Config>> {
     let Some(path) = path else {
         eprintln!("error: no configuration file: pass --config PATH or set BOOKING_SYNC_CONFIG (see deploy/booking-sync.example.toml)");
         return Ok(None);
     };
-    match Config::load(path) {
-        Ok(config) => Ok(Some(config)),
+    let credentials = std::env::var_os(CREDENTIALS_DIRECTORY).map(PathBuf::from);
+    match Config::load_with_credentials(path, credentials.as_deref()) {
+        Ok(config) => {
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
+            Ok(Some(config))
+        }
         Err(err) => {
             eprintln!("error: {err}");
             Ok(None)
@@ -240,8 +246,8 @@ fn print_report(report: &demo::DemoReport, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{} rooms, {} changes: {} meetings expected, {} in the database; missing {}, unexpected {}, stale {}",
-        report.rooms, report.changes, report.meetings_expected, report.meetings_in_db, report.missing, report.unexpected, report.stale
+        "{} rooms, {} changes: {} meetings expected, {} in the database; missing {}, unexpected {}, stale {}, duplicate {}",
+        report.rooms, report.changes, report.meetings_expected, report.meetings_in_db, report.missing, report.unexpected, report.stale, report.duplicate
     );
     println!(
         "{} in {:.1} s after the workload ({:.1} s); {:.0} changes/s end to end; {:.3} GetItem calls per change",
@@ -252,6 +258,32 @@ fn print_report(report: &demo::DemoReport, json: bool) -> anyhow::Result<()> {
         report.get_item_calls_per_change
     );
     Ok(())
+}
+
+/// Runs the service until SIGTERM or SIGINT: `READY=1` once the first subscriptions
+/// are up, `STOPPING=1` when the signal comes, then a drain within `grace`.
+async fn run(config: &Config, grace: Duration) -> anyhow::Result<ExitCode> {
+    let service = Service::start(config).await?;
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    let stopped_early = tokio::select! {
+        _ = service.first_subscriptions() => false,
+        result = &mut signal => { result?; true }
+    };
+    if !stopped_early {
+        let (subscribed, enabled) = service.rooms.coverage();
+        tracing::info!(subscribed, enabled, "Ready");
+        systemd::ready();
+        signal.await?;
+    }
+    systemd::stopping();
+    let report = service.shutdown(grace).await;
+    tracing::info!(
+        drained = report.drained,
+        left_in_queue = report.left_in_queue,
+        "Stopped"
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
@@ -265,11 +297,10 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 }
 
 fn init_logging(quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    let config = LoggingConfig {
+        level: if quiet { "warn" } else { "info" }.to_owned(),
+        ..LoggingConfig::default()
+    };
+    // Without a file, setting up stderr logging cannot fail.
+    let _ = logging::init(&config);
 }

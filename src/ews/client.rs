@@ -1,5 +1,6 @@
 //! The HTTP side of the EWS client: one shared connection pool, headers, timeouts,
-//! the concurrency cap, and mapping of HTTP statuses to errors. The mailbox
+//! the concurrency cap, the account's back-off gate, retries of transient read
+//! failures, and mapping of HTTP statuses to errors. The mailbox
 //! operations live here; directory lookups are in `ews::directory`.
 
 use std::sync::Arc;
@@ -17,9 +18,11 @@ use super::config::EwsConfig;
 use super::error::{EwsError, ItemError};
 use super::requests::{self, RequestContext};
 use super::stream::EventStream;
+use super::throttle::{self, BackoffGate};
 use super::types::{CalendarView, FolderInfo};
 use super::xml;
 use crate::domain::{CalendarItem, ItemId, MailboxAddress, SubscriptionId, SyncPage, SyncState};
+use crate::metrics as m;
 
 /// Most subscriptions one GetStreamingEvents connection may carry.
 pub const MAX_SUBSCRIPTIONS_PER_STREAM: usize = 200;
@@ -29,6 +32,9 @@ pub const MAX_SYNC_CHANGES: u16 = 512;
 pub const MAX_CONNECTION_TIMEOUT_MINUTES: u8 = 30;
 /// Largest non-streaming response body accepted, in bytes.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// Attempts of a read operation (SyncFolderItems, GetItem, FindItem, GetFolder) that
+/// fails transiently; the caller's own back-off takes over after the last.
+const MAX_READ_ATTEMPTS: u32 = 3;
 
 const CONTENT_TYPE_XML: &str = "text/xml; charset=utf-8";
 const ACCEPT_XML: &str = "text/xml";
@@ -54,6 +60,20 @@ pub(super) enum Operation {
 }
 
 impl Operation {
+    const ALL: [Self; 11] = [
+        Self::Subscribe,
+        Self::Unsubscribe,
+        Self::GetStreamingEvents,
+        Self::SyncFolderItems,
+        Self::GetItem,
+        Self::FindItem,
+        Self::GetFolder,
+        Self::GetUserSettings,
+        Self::ResolveNames,
+        Self::GetRoomLists,
+        Self::GetRooms,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             Self::Subscribe => "Subscribe",
@@ -103,6 +123,8 @@ struct ClientState {
     /// holds one until its response body is read. Streams take none: their number is
     /// bounded by the listener's group count.
     permits: Semaphore,
+    /// Closed while Exchange throttles the account; every request waits for it.
+    gate: BackoffGate,
     credentials: Credentials,
 }
 
@@ -134,6 +156,7 @@ impl EwsClient {
             inner: Arc::new(ClientState {
                 http,
                 permits: Semaphore::new(config.max_concurrent_requests),
+                gate: BackoffGate::default(),
                 credentials: Credentials::new(config.auth.clone()),
                 config,
             }),
@@ -201,19 +224,32 @@ impl EwsClient {
         let minutes = connection_timeout_minutes.clamp(1, MAX_CONNECTION_TIMEOUT_MINUTES);
         let body = requests::get_streaming_events(&self.context(affinity.anchor()), ids, minutes);
         let timeout = self.inner.config.request_timeout;
+        self.inner.gate.wait_open().await;
         let opening = self.send(
             Operation::GetStreamingEvents,
             &body,
             self.group_route(affinity),
         );
+        let started = tokio::time::Instant::now();
+        let result = self.open_stream(opening, timeout).await;
+        record(
+            Operation::GetStreamingEvents,
+            started,
+            result.as_ref().err(),
+        );
+        result
+    }
+
+    /// Waits for a GetStreamingEvents answer: the stream on 200, else the error.
+    async fn open_stream(
+        &self,
+        opening: impl std::future::Future<Output = Result<reqwest::Response, EwsError>>,
+        timeout: Duration,
+    ) -> Result<EventStream, EwsError> {
         let response = tokio::time::timeout(timeout, opening)
             .await
             .map_err(|_| EwsError::Timeout)??;
         if response.status() == StatusCode::OK {
-            tracing::debug!(
-                operation = "GetStreamingEvents",
-                "Streaming connection opened"
-            );
             return Ok(EventStream::new(response.bytes_stream()));
         }
         let status = response.status();
@@ -221,7 +257,9 @@ impl EwsClient {
         let body = tokio::time::timeout(timeout, read_body(response))
             .await
             .map_err(|_| EwsError::Timeout)??;
-        Err(status_error(status, &headers, &body))
+        let err = status_error(status, &headers, &body);
+        self.note_throttle(&err);
+        Err(err)
     }
 
     /// One page of calendar changes since `state` (`None`: everything, as creates).
@@ -239,14 +277,13 @@ impl EwsClient {
     ) -> Result<SyncPage, EwsError> {
         let max_changes = max_changes.clamp(1, MAX_SYNC_CHANGES);
         let body = requests::sync_folder_items(&self.context(mailbox), state, max_changes);
-        let response = self
-            .call(
-                Operation::SyncFolderItems,
-                body,
-                self.mailbox_route(mailbox),
-            )
-            .await?;
-        xml::parse_sync_folder_items(&response)
+        self.read(
+            Operation::SyncFolderItems,
+            &body,
+            self.mailbox_route(mailbox),
+            xml::parse_sync_folder_items,
+        )
+        .await
     }
 
     /// One GetItem for all ids; one result per id, in order (ErrorItemNotFound -> Err(ItemError::NotFound)).
@@ -266,10 +303,14 @@ impl EwsClient {
             return Ok(Vec::new());
         }
         let body = requests::get_item(&self.context(mailbox), ids);
-        let response = self
-            .call(Operation::GetItem, body, self.mailbox_route(mailbox))
+        let results = self
+            .read(
+                Operation::GetItem,
+                &body,
+                self.mailbox_route(mailbox),
+                xml::parse_get_item,
+            )
             .await?;
-        let results = xml::parse_get_item(&response)?;
         if results.len() != ids.len() {
             return Err(EwsError::Malformed(format!(
                 "{} results for {} requested items",
@@ -296,10 +337,13 @@ impl EwsClient {
     ) -> Result<CalendarView, EwsError> {
         let body =
             requests::find_calendar_view(&self.context(mailbox), from, to, max_entries.max(1));
-        let response = self
-            .call(Operation::FindItem, body, self.mailbox_route(mailbox))
-            .await?;
-        xml::parse_find_calendar_view(&response)
+        self.read(
+            Operation::FindItem,
+            &body,
+            self.mailbox_route(mailbox),
+            xml::parse_find_calendar_view,
+        )
+        .await
     }
 
     /// The calendar folder's id and item count.
@@ -312,10 +356,13 @@ impl EwsClient {
         mailbox: &MailboxAddress,
     ) -> Result<FolderInfo, EwsError> {
         let body = requests::get_folder(&self.context(mailbox));
-        let response = self
-            .call(Operation::GetFolder, body, self.mailbox_route(mailbox))
-            .await?;
-        xml::parse_get_folder(&response)
+        self.read(
+            Operation::GetFolder,
+            &body,
+            self.mailbox_route(mailbox),
+            xml::parse_get_folder,
+        )
+        .await
     }
 
     /// Data requests go to the EWS URL, anchored on the mailbox they read.
@@ -410,6 +457,7 @@ impl EwsClient {
             .acquire()
             .await
             .map_err(|_| EwsError::InvalidArgument("client is shut down".to_owned()))?;
+        self.inner.gate.wait_open().await;
         let started = tokio::time::Instant::now();
         let exchange = async {
             let response = self.send(operation, &body, route).await?;
@@ -426,13 +474,128 @@ impl EwsClient {
             .await
             .map_err(|_| EwsError::Timeout)
             .and_then(|result| result);
-        tracing::debug!(
-            operation = operation.as_str(),
-            ok = result.is_ok(),
-            elapsed = ?started.elapsed(),
-            "EWS request finished"
-        );
+        record(operation, started, result.as_ref().err());
+        if let Err(err) = &result {
+            self.note_throttle(err);
+        }
         result
+    }
+
+    /// A read operation: [`Self::call`] and `parse`, retried on transport failures,
+    /// 5xx answers and cut-short or garbled bodies, at most [`MAX_READ_ATTEMPTS`]
+    /// times with capped, jittered exponential delays (and never before the back-off
+    /// gate opens).
+    async fn read<T>(
+        &self,
+        operation: Operation,
+        body: &str,
+        route: Route<'_>,
+        parse: impl Fn(&[u8]) -> Result<T, EwsError>,
+    ) -> Result<T, EwsError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = match self.call(operation, body.to_owned(), route).await {
+                Ok(response) => {
+                    let parsed = parse(&response);
+                    // A throttle inside a response message closes the gate as well.
+                    if let Err(err) = &parsed {
+                        self.note_throttle(err);
+                    }
+                    parsed
+                }
+                Err(err) => Err(err),
+            };
+            match result {
+                Err(err) if attempt < MAX_READ_ATTEMPTS && retries_read(&err) => {
+                    tracing::debug!(
+                        operation = operation.as_str(),
+                        attempt,
+                        error = %err,
+                        "EWS read failed, retrying"
+                    );
+                    tokio::time::sleep(throttle::retry_delay(attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Closes the back-off gate when `err` says Exchange throttles the account.
+    fn note_throttle(&self, err: &EwsError) {
+        // The throttle itself is counted by `record`, per operation.
+        if let EwsError::Throttled {
+            backoff: Some(hint),
+        } = err
+        {
+            let pause = self.inner.gate.close_for(*hint);
+            tracing::debug!(pause = ?pause, "Exchange throttles the account, pausing requests");
+        }
+    }
+
+    /// When the account's back-off gate opens again, if it is closed now.
+    pub fn throttled_until(&self) -> Option<tokio::time::Instant> {
+        self.inner.gate.closed_until()
+    }
+}
+
+/// Whether a read is worth repeating after a short delay: the request never reached
+/// a verdict (a transport failure, a cut-short or garbled body), a 5xx, or a throttle
+/// without a hint. A hinted throttle closed the account's gate for longer than a
+/// worker should hold a mailbox, so it goes back to the caller, and so do timeouts:
+/// a black-holed server stalls a worker for one timeout, not several.
+fn retries_read(err: &EwsError) -> bool {
+    match err {
+        EwsError::Transport(_) | EwsError::Malformed(_) => true,
+        EwsError::Throttled { backoff } => backoff.is_none(),
+        EwsError::Http { status } => *status >= 500,
+        _ => false,
+    }
+}
+
+/// Creates the throttling series of every operation at 0, so an alert on them sees
+/// a series before the first back-off.
+pub fn init_metrics() {
+    for operation in Operation::ALL {
+        metrics::counter!(m::EWS_THROTTLED, "operation" => operation.as_str()).absolute(0);
+    }
+}
+
+/// Counts a finished request by operation and outcome, times it, and counts a
+/// throttling back-off. For a stream the time is until its headers arrived.
+fn record(operation: Operation, started: tokio::time::Instant, error: Option<&EwsError>) {
+    let outcome = error.map_or("ok", outcome_of);
+    let elapsed = started.elapsed();
+    metrics::counter!(m::EWS_REQUESTS, "operation" => operation.as_str(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(m::EWS_REQUEST_DURATION, "operation" => operation.as_str())
+        .record(elapsed.as_secs_f64());
+    if matches!(error, Some(EwsError::Throttled { .. })) {
+        metrics::counter!(m::EWS_THROTTLED, "operation" => operation.as_str()).increment(1);
+    }
+    tracing::debug!(
+        operation = operation.as_str(),
+        outcome,
+        ?elapsed,
+        "EWS request finished"
+    );
+}
+
+/// The `outcome` label of an error (one of [`m::EWS_OUTCOMES`]).
+fn outcome_of(error: &EwsError) -> &'static str {
+    match error {
+        EwsError::Throttled { .. } => "throttled",
+        EwsError::Timeout => "timeout",
+        EwsError::Transport(_) => "transport",
+        EwsError::Unauthorized | EwsError::Forbidden => "unauthorized",
+        EwsError::Http { .. } => "http_error",
+        EwsError::SubscriptionGone { .. } => "subscription_gone",
+        EwsError::InvalidSyncState => "invalid_sync_state",
+        EwsError::MailboxUnavailable { .. }
+        | EwsError::MailboxNotFound
+        | EwsError::AccessDenied { .. } => "mailbox_error",
+        EwsError::Malformed(_) => "malformed",
+        EwsError::InvalidArgument(_) | EwsError::Response { .. } => "error",
     }
 }
 

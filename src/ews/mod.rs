@@ -12,9 +12,12 @@
 //! (Autodiscover GetUserSettings, ResolveNames, room lists) and handles Basic, bearer
 //! and OAuth client-credentials authentication.
 //!
-//! It does not retry (apart from one token renewal after a 401), back off, log errors
-//! or keep any per-mailbox state beyond the affinity cookie: the pipeline decides all
-//! of that.
+//! The client keeps the account's throttling budget: after ErrorServerBusy no request
+//! starts before BackOffMilliseconds pass. Read operations are retried a few times on
+//! transport failures, 5xx answers and cut-short bodies, with capped, jittered
+//! exponential delays. Beyond that (and one token renewal after a 401) it does not
+//! retry, log errors or keep per-mailbox state besides the affinity cookie: the
+//! pipeline decides what a failure means.
 
 mod affinity;
 mod auth;
@@ -25,12 +28,14 @@ mod error;
 #[doc(hidden)]
 pub mod requests;
 mod stream;
+mod throttle;
 mod types;
 mod xml;
 
 pub use self::affinity::Affinity;
 pub use self::client::{
-    EwsClient, MAX_CONNECTION_TIMEOUT_MINUTES, MAX_SUBSCRIPTIONS_PER_STREAM, MAX_SYNC_CHANGES,
+    init_metrics, EwsClient, MAX_CONNECTION_TIMEOUT_MINUTES, MAX_SUBSCRIPTIONS_PER_STREAM,
+    MAX_SYNC_CHANGES,
 };
 pub use self::config::{
     EwsAuth, EwsConfig, DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_REQUEST_TIMEOUT,

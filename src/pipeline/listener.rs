@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::domain::{EventKind, MailboxAddress, SubscriptionId};
 use crate::ews::{Affinity, ConnectionStatus, EwsClient, EwsError, StreamMessage};
+use crate::health::{self, Heartbeat, Heartbeats};
 use crate::metrics as m;
 use crate::pipeline::queue::{Closed, Reason, WorkQueue};
 use crate::pipeline::rooms::RoomDirectory;
@@ -29,6 +30,12 @@ use crate::store::PgStore;
 
 /// Code of the stream error that says events were lost but the subscription lives.
 const MISSED_EVENTS: &str = "ErrorMissedNotificationEvents";
+/// Code of the stream error that says another connection took the subscriptions;
+/// they live on and this connection ends.
+const STREAM_TAKEN: &str = "ErrorNewEventStreamConnectionOpened";
+/// How long a mailbox whose subscription failed (a mailbox move, throttling) waits
+/// before the group tries to subscribe it again.
+const SUBSCRIBE_RETRY: Duration = Duration::from_secs(5);
 /// First reconnect delay after a failure; doubles up to [`MAX_RECONNECT_DELAY`].
 const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(250);
 /// Longest delay between two reconnect attempts.
@@ -63,6 +70,8 @@ pub struct Listener {
     pub rooms: Arc<RoomDirectory>,
     /// Settings.
     pub settings: ListenerSettings,
+    /// Where the room loop and every group task register their heartbeat.
+    pub heartbeats: Arc<Heartbeats>,
 }
 
 struct Group {
@@ -76,7 +85,9 @@ impl Listener {
     /// theirs and are unsubscribed.
     pub async fn run(self: Arc<Self>, tracker: TaskTracker, cancel: CancellationToken) {
         let mut groups: Vec<Group> = Vec::new();
+        let heartbeat = self.heartbeats.register(health::LOOP_ROOMS);
         loop {
+            heartbeat.beat();
             match self.store.enabled_rooms().await {
                 Ok(rooms) => {
                     metrics::gauge!(m::ROOMS_ENABLED).set(rooms.len() as f64);
@@ -92,9 +103,8 @@ impl Listener {
                 }
                 Err(err) => warn!(error = %err, "Could not read the rooms to sync"),
             }
-            tokio::select! {
-                _ = tokio::time::sleep(self.settings.room_refresh_interval) => {}
-                _ = cancel.cancelled() => break,
+            if !health::idle(&heartbeat, self.settings.room_refresh_interval, &cancel).await {
+                break;
             }
         }
     }
@@ -150,23 +160,30 @@ impl Listener {
     ) {
         let mut state = GroupState::default();
         let mut failures = 0u32;
+        let heartbeat = self.heartbeats.register(health::LOOP_STREAMS);
         loop {
+            heartbeat.beat();
             if cancel.is_cancelled() {
                 break;
             }
             let wanted = members.borrow_and_update().clone();
-            if let Err(Closed) = self.reconcile(&mut state, &wanted).await {
+            if let Err(Closed) = self.reconcile(&mut state, &wanted, &heartbeat).await {
                 break;
             }
             if state.by_subscription.is_empty() {
                 tokio::select! {
                     _ = members.changed() => {}
-                    _ = tokio::time::sleep(retry_delay(failures.max(1))) => {}
-                    _ = cancel.cancelled() => break,
+                    awake = health::idle(&heartbeat, retry_delay(failures.max(1)), &cancel) => {
+                        if !awake {
+                            break;
+                        }
+                    }
                 }
                 continue;
             }
-            let end = self.stream(&mut state, &mut members, &cancel).await;
+            let end = self
+                .stream(&mut state, &mut members, &cancel, &heartbeat)
+                .await;
             match end {
                 StreamEnd::Cancelled | StreamEnd::QueueClosed => break,
                 StreamEnd::Renew | StreamEnd::MembersChanged => failures = 0,
@@ -176,9 +193,8 @@ impl Listener {
                     if catch_up && self.catch_up_all(&state).await.is_err() {
                         break;
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(retry_delay(failures)) => {}
-                        _ = cancel.cancelled() => break,
+                    if !health::idle(&heartbeat, retry_delay(failures), &cancel).await {
+                        break;
                     }
                 }
             }
@@ -191,7 +207,9 @@ impl Listener {
         &self,
         state: &mut GroupState,
         wanted: &[MailboxAddress],
+        heartbeat: &Heartbeat,
     ) -> Result<(), Closed> {
+        state.resubscribe_at = None;
         let wanted_set: HashSet<&MailboxAddress> = wanted.iter().collect();
         let anchor_gone = state
             .affinity
@@ -216,7 +234,7 @@ impl Listener {
         for mailbox in leaving {
             if let Some(id) = state.by_mailbox.remove(&mailbox) {
                 state.by_subscription.remove(&id);
-                metrics::gauge!(m::SUBSCRIPTIONS_ACTIVE).decrement(1.0);
+                self.rooms.set_subscribed(&mailbox, false);
                 if let Err(err) = self.ews.unsubscribe(&mailbox, affinity, &id).await {
                     debug!(error = %err, "Unsubscribe failed; the subscription will expire");
                 }
@@ -229,9 +247,10 @@ impl Listener {
             if state.by_mailbox.contains_key(mailbox) {
                 continue;
             }
+            heartbeat.beat();
             match self.ews.subscribe_streaming(mailbox, affinity).await {
                 Ok(id) => {
-                    metrics::gauge!(m::SUBSCRIPTIONS_ACTIVE).increment(1.0);
+                    self.rooms.set_subscribed(mailbox, true);
                     if let Some(room) = self.store_room_id(mailbox) {
                         if let Err(err) = self.store.record_subscription(room, Some(&id)).await {
                             debug!(error = %err, "Could not record the subscription");
@@ -243,7 +262,9 @@ impl Listener {
                     self.queue.push(mailbox, None, Reason::CatchUp).await?;
                 }
                 Err(err) => {
+                    self.rooms.set_subscribed(mailbox, false);
                     warn!(error = %err, "Subscribing a room failed, retrying later");
+                    state.resubscribe_at = Some(Instant::now() + SUBSCRIBE_RETRY);
                     if let Some(room) = self.store_room_id(mailbox) {
                         let _ = self
                             .store
@@ -261,6 +282,7 @@ impl Listener {
         state: &mut GroupState,
         members: &mut watch::Receiver<Vec<MailboxAddress>>,
         cancel: &CancellationToken,
+        heartbeat: &Heartbeat,
     ) -> StreamEnd {
         let Some(affinity) = state.affinity.as_ref() else {
             return StreamEnd::MembersChanged;
@@ -276,34 +298,45 @@ impl Listener {
         };
         metrics::gauge!(m::STREAMS_OPEN).increment(1.0);
         let mut seen = EventTimes::default();
+        let mut last_message_at = Instant::now();
+        let resubscribe = state.resubscribe_at;
         let end = loop {
+            // `next_message` is cancel-safe, so the idle tick may interrupt it.
             let next = tokio::select! {
-                next = tokio::time::timeout(self.settings.heartbeat_timeout, stream.next_message()) => next,
+                next = stream.next_message() => Some(next),
+                _ = tokio::time::sleep(health::IDLE_TICK) => None,
                 _ = members.changed() => break StreamEnd::MembersChanged,
+                // Mailboxes whose subscription failed get another try.
+                () = sleep_until_some(resubscribe) => break StreamEnd::MembersChanged,
                 _ = cancel.cancelled() => break StreamEnd::Cancelled,
             };
-            let message = match next {
-                Err(_) => {
+            heartbeat.beat();
+            let Some(next) = next else {
+                if last_message_at.elapsed() >= self.settings.heartbeat_timeout {
                     warn!("Streaming connection silent past the heartbeat timeout, reconnecting");
                     break StreamEnd::Failed {
                         reason: "silence",
                         catch_up: true,
                     };
                 }
-                Ok(Err(err)) => {
+                continue;
+            };
+            last_message_at = Instant::now();
+            let message = match next {
+                Err(err) => {
                     warn!(error = %err, "Streaming connection failed, reconnecting");
                     break StreamEnd::Failed {
                         reason: "error",
                         catch_up: true,
                     };
                 }
-                Ok(Ok(None)) => {
+                Ok(None) => {
                     break StreamEnd::Failed {
                         reason: "ended",
                         catch_up: true,
                     }
                 }
-                Ok(Ok(Some(message))) => message,
+                Ok(Some(message)) => message,
             };
             match self.handle_message(state, message, &mut seen).await {
                 Ok(None) => {}
@@ -324,7 +357,7 @@ impl Listener {
                 warn!(error = %err, "Subscriptions of a group are gone, resubscribing");
                 metrics::counter!(m::RESUBSCRIPTIONS, "reason" => "gone")
                     .increment(state.by_subscription.len() as u64);
-                state.forget_all();
+                self.forget_all(state);
                 StreamEnd::Failed {
                     reason: "subscriptions_gone",
                     catch_up: false,
@@ -379,12 +412,25 @@ impl Listener {
                 for mailbox in affected {
                     self.queue.push(&mailbox, None, Reason::CatchUp).await?;
                 }
+            } else if error.code == STREAM_TAKEN {
+                // The subscriptions live on another connection now; reopen ours
+                // (after the reconnect delay, so two readers cannot ping-pong fast).
+                warn!(
+                    count = error.subscription_ids.len(),
+                    "Another streaming connection took the subscriptions, reopening"
+                );
+                return Ok(Some(StreamEnd::Failed {
+                    reason: "stream_taken",
+                    catch_up: true,
+                }));
             } else if !error.subscription_ids.is_empty() {
                 warn!(code = %error.code, count = error.subscription_ids.len(), "Subscriptions reported dead, resubscribing them");
                 metrics::counter!(m::RESUBSCRIPTIONS, "reason" => "dead")
                     .increment(error.subscription_ids.len() as u64);
                 for id in &error.subscription_ids {
-                    state.forget(id);
+                    if let Some(mailbox) = state.forget(id) {
+                        self.rooms.set_subscribed(&mailbox, false);
+                    }
                 }
                 return Ok(Some(StreamEnd::MembersChanged));
             } else {
@@ -418,7 +464,14 @@ impl Listener {
                 }
             }
         }
-        metrics::gauge!(m::SUBSCRIPTIONS_ACTIVE).decrement(state.by_subscription.len() as f64);
+        self.forget_all(state);
+    }
+
+    /// Drops every subscription of the group from the books (not from Exchange).
+    fn forget_all(&self, state: &mut GroupState) {
+        for mailbox in state.by_mailbox.keys() {
+            self.rooms.set_subscribed(mailbox, false);
+        }
         state.forget_all();
     }
 
@@ -430,16 +483,19 @@ impl Listener {
 #[derive(Default)]
 struct GroupState {
     affinity: Option<Affinity>,
+    /// Set when a wanted mailbox could not be subscribed: the open stream ends then
+    /// so the next reconcile tries again.
+    resubscribe_at: Option<Instant>,
     by_subscription: HashMap<SubscriptionId, MailboxAddress>,
     by_mailbox: HashMap<MailboxAddress, SubscriptionId>,
 }
 
 impl GroupState {
-    fn forget(&mut self, id: &SubscriptionId) {
-        if let Some(mailbox) = self.by_subscription.remove(id) {
-            self.by_mailbox.remove(&mailbox);
-            metrics::gauge!(m::SUBSCRIPTIONS_ACTIVE).decrement(1.0);
-        }
+    /// Drops one subscription; returns its mailbox.
+    fn forget(&mut self, id: &SubscriptionId) -> Option<MailboxAddress> {
+        let mailbox = self.by_subscription.remove(id)?;
+        self.by_mailbox.remove(&mailbox);
+        Some(mailbox)
     }
 
     fn forget_all(&mut self) {
@@ -503,6 +559,14 @@ impl EventTimes {
         if let Err(err) = listener.store.record_events(&seen).await {
             debug!(error = %err, "Could not record event times");
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no `at`.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

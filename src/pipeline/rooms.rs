@@ -1,18 +1,33 @@
 //! The set of rooms being synced, shared by the listener and the workers.
 //!
 //! The room supervisor refreshes it from the `rooms` table; the listener subscribes
-//! what it lists, and workers skip a mailbox that is no longer in it.
+//! what it lists and records which mailboxes hold a live subscription (the coverage
+//! that readiness and the status line report), and workers skip a mailbox that is no
+//! longer in it.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, RwLock};
 
 use crate::domain::MailboxAddress;
+use crate::metrics as m;
 use crate::store::{InitialSync, Room, RoomId};
 
 /// Rooms enabled for sync, by mailbox address.
 #[derive(Default)]
 pub struct RoomDirectory {
     rooms: RwLock<HashMap<MailboxAddress, Room>>,
+    subscriptions: Mutex<Subscriptions>,
+}
+
+/// What the listener reported about subscriptions.
+#[derive(Default)]
+struct Subscriptions {
+    /// Mailboxes with a live subscription.
+    live: HashSet<MailboxAddress>,
+    /// Mailboxes whose subscription was tried at least once (with either result).
+    attempted: HashSet<MailboxAddress>,
+    /// Whether the room list was read at least once.
+    loaded: bool,
 }
 
 impl RoomDirectory {
@@ -34,7 +49,59 @@ impl RoomDirectory {
             .cloned()
             .collect();
         *current = next;
+        drop(current);
+        self.subscriptions().loaded = true;
         (added, removed)
+    }
+
+    /// Records whether `mailbox` holds a live subscription now; `false` after a
+    /// failed attempt too.
+    pub fn set_subscribed(&self, mailbox: &MailboxAddress, live: bool) {
+        let mut subscriptions = self.subscriptions();
+        subscriptions.attempted.insert(mailbox.clone());
+        if live {
+            subscriptions.live.insert(mailbox.clone());
+        } else {
+            subscriptions.live.remove(mailbox);
+        }
+        metrics::gauge!(m::SUBSCRIPTIONS_ACTIVE).set(subscriptions.live.len() as f64);
+    }
+
+    /// Enabled rooms with a live subscription, and enabled rooms.
+    pub fn coverage(&self) -> (usize, usize) {
+        let rooms = self.read();
+        let subscriptions = self.subscriptions();
+        let live = rooms
+            .keys()
+            .filter(|mailbox| subscriptions.live.contains(*mailbox))
+            .count();
+        (live, rooms.len())
+    }
+
+    /// Whether the room list was read and every enabled room's subscription was tried
+    /// at least once: the first subscriptions are up (or known to fail).
+    pub fn first_subscriptions_done(&self) -> bool {
+        let rooms = self.read();
+        let subscriptions = self.subscriptions();
+        subscriptions.loaded
+            && rooms
+                .keys()
+                .all(|mailbox| subscriptions.attempted.contains(mailbox))
+    }
+
+    /// Enabled rooms per initial-sync state: pending, running, complete, failed.
+    pub fn initial_sync_counts(&self) -> [usize; 4] {
+        let mut counts = [0; 4];
+        for room in self.read().values() {
+            let index = match room.initial_sync {
+                InitialSync::Pending => 0,
+                InitialSync::Running => 1,
+                InitialSync::Complete => 2,
+                InitialSync::Failed => 3,
+            };
+            counts[index] += 1;
+        }
+        counts
     }
 
     /// The room of a mailbox, when it is being synced.
@@ -69,6 +136,12 @@ impl RoomDirectory {
     /// The room id of a mailbox.
     pub fn room_id(&self, mailbox: &MailboxAddress) -> Option<RoomId> {
         self.read().get(mailbox).map(|room| room.id)
+    }
+
+    fn subscriptions(&self) -> std::sync::MutexGuard<'_, Subscriptions> {
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<MailboxAddress, Room>> {

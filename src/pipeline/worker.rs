@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::domain::{CalendarItem, ItemId, MailboxAddress, SyncChange, SyncState};
+use crate::health::{self, Heartbeat, Heartbeats};
 use crate::metrics as m;
 use crate::pipeline::queue::{Reason, WorkQueue};
 use crate::pipeline::rooms::RoomDirectory;
@@ -66,6 +67,8 @@ pub struct Workers<S> {
     pub window: SyncWindow,
     /// Item ids per GetItem call.
     pub batch_size: usize,
+    /// Where each worker registers its heartbeat.
+    pub heartbeats: Arc<Heartbeats>,
 }
 
 /// What one pass did.
@@ -85,10 +88,14 @@ impl<S: CalendarSource> Workers<S> {
     /// Runs one worker until the queue is closed and drained, or `cancel` fires.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let mut failures: HashMap<MailboxAddress, u32> = HashMap::new();
+        let heartbeat = self.heartbeats.register(health::LOOP_WORKERS);
         loop {
+            heartbeat.beat();
+            // `pop` is cancel-safe, so the idle tick may interrupt it.
             let work = tokio::select! {
                 work = self.queue.pop() => work,
                 _ = cancel.cancelled() => None,
+                _ = tokio::time::sleep(health::IDLE_TICK) => continue,
             };
             let Some(work) = work else { break };
             let started = Instant::now();
@@ -98,7 +105,7 @@ impl<S: CalendarSource> Workers<S> {
                 continue;
             };
             let result = tokio::select! {
-                result = self.sync_mailbox(&room) => Some(result),
+                result = self.sync_mailbox(&room, &heartbeat) => Some(result),
                 _ = cancel.cancelled() => None,
             };
             match result {
@@ -131,7 +138,12 @@ impl<S: CalendarSource> Workers<S> {
     /// # Errors
     /// A [`PassError`] when reading, fetching or committing failed; nothing from the
     /// failed page is committed.
-    pub async fn sync_mailbox(&self, room: &Room) -> Result<PassReport, PassError> {
+    /// `heartbeat` is beaten once per page.
+    pub async fn sync_mailbox(
+        &self,
+        room: &Room,
+        heartbeat: &Heartbeat,
+    ) -> Result<PassReport, PassError> {
         let mut report = PassReport::default();
         if room.initial_sync != InitialSync::Complete && room.initial_sync != InitialSync::Running {
             self.store
@@ -141,7 +153,14 @@ impl<S: CalendarSource> Workers<S> {
                 .set_initial_sync(&room.email, InitialSync::Running);
         }
         let mut checkpoint = self.store.sync_state(room.id).await?;
+        // A pass from no checkpoint enumerates the whole folder: afterwards, rows of
+        // items it did not see are deletions no change list will ever report.
+        let mut enumeration = match checkpoint {
+            Some(_) => None,
+            None => Some(FullEnumeration::start(&self.store).await?),
+        };
         loop {
+            heartbeat.beat();
             let page = match self
                 .source
                 .sync_changes(&room.email, checkpoint.as_ref(), MAX_CHANGES_PER_PAGE)
@@ -153,6 +172,8 @@ impl<S: CalendarSource> Workers<S> {
                         room_id = room.id.0,
                         "Stored sync state rejected, syncing the mailbox from the start"
                     );
+                    metrics::counter!(m::SYNC_STATE_RESETS).increment(1);
+                    enumeration = Some(FullEnumeration::start(&self.store).await?);
                     self.store.reset_sync_state(room.id).await?;
                     checkpoint = None;
                     continue;
@@ -161,6 +182,9 @@ impl<S: CalendarSource> Workers<S> {
             };
             report.pages += 1;
             report.changes += page.changes.len() as u64;
+            if let Some(enumeration) = enumeration.as_mut() {
+                enumeration.saw(&page.changes);
+            }
             let last_page = page.includes_last_item_in_range;
             let outcome = self
                 .commit_page(
@@ -177,6 +201,12 @@ impl<S: CalendarSource> Workers<S> {
             if last_page {
                 break;
             }
+        }
+        if let Some(enumeration) = enumeration {
+            report.outcome.cancelled += self
+                .store
+                .reconcile_full_sync(room.id, &enumeration.seen, enumeration.started_at)
+                .await?;
         }
         if room.initial_sync != InitialSync::Complete {
             self.rooms
@@ -311,6 +341,30 @@ impl<S: CalendarSource> Workers<S> {
             _ => {
                 warn!(room_id = room.id.0, attempt, error = %message, "Mailbox sync failed, retrying later");
                 Some(backoff)
+            }
+        }
+    }
+}
+
+/// The items a sync from no checkpoint has listed so far, and when it began (by the
+/// database's clock, so it compares with the rows' `fetched_at`).
+struct FullEnumeration {
+    started_at: DateTime<Utc>,
+    seen: Vec<ItemId>,
+}
+
+impl FullEnumeration {
+    async fn start(store: &PgStore) -> Result<Self, StoreError> {
+        Ok(Self {
+            started_at: store.database_time().await?,
+            seen: Vec::new(),
+        })
+    }
+
+    fn saw(&mut self, changes: &[SyncChange]) {
+        for change in changes {
+            if let SyncChange::Create(summary) | SyncChange::Update(summary) = change {
+                self.seen.push(summary.item_id.clone());
             }
         }
     }

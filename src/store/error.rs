@@ -56,6 +56,39 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// The class of a transient failure, for the retry counter's `class` label (one of
+    /// `metrics::DB_RETRY_CLASSES`).
+    pub fn retry_class(&self) -> &'static str {
+        let Self::Unavailable(source) = self else {
+            return "other";
+        };
+        let mut cause: Option<&(dyn StdError + 'static)> = Some(source.as_ref());
+        while let Some(err) = cause {
+            if let Some(pg) = err.downcast_ref::<tokio_postgres::Error>() {
+                return match pg.code() {
+                    Some(state)
+                        if *state == SqlState::T_R_SERIALIZATION_FAILURE
+                            || *state == SqlState::T_R_DEADLOCK_DETECTED =>
+                    {
+                        "serialization"
+                    }
+                    Some(state) if *state == SqlState::QUERY_CANCELED => "timeout",
+                    _ => "connection",
+                };
+            }
+            if let Some(PoolError::Timeout(_)) = err.downcast_ref::<PoolError>() {
+                return "timeout";
+            }
+            if err.is::<super::AttemptTimedOut>() {
+                return "timeout";
+            }
+            cause = err.source();
+        }
+        "connection"
+    }
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(err: tokio_postgres::Error) -> Self {
         if is_transient(&err) {

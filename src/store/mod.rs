@@ -177,7 +177,7 @@ impl fmt::Debug for PgStore {
 /// An error raised when one attempt of a transaction runs out of time.
 #[derive(Debug, thiserror::Error)]
 #[error("a database transaction took longer than {0:?}")]
-struct AttemptTimedOut(Duration);
+pub(crate) struct AttemptTimedOut(Duration);
 
 impl PgStore {
     /// Builds the pool and checks that one connection can be opened.
@@ -284,6 +284,8 @@ impl PgStore {
             };
             match result {
                 Err(err) if err.is_transient() && number + 1 < MAX_ATTEMPTS => {
+                    metrics::counter!(crate::metrics::DB_RETRIES, "class" => err.retry_class())
+                        .increment(1);
                     let delay = backoff(number);
                     tracing::warn!(attempt = number + 1, ?delay, error = %error_chain(&err), "Retrying a database transaction");
                     tokio::time::sleep(delay).await;

@@ -347,6 +347,52 @@ async fn a_server_busy_fault_becomes_throttled_with_its_backoff() {
     assert!(matches!(error, EwsError::Throttled { .. }), "{error:?}");
     assert_eq!(error.backoff_hint(), Some(Duration::from_millis(61250)));
     assert!(error.is_transient());
+    assert!(client.throttled_until().is_some(), "the account is paused");
+}
+
+#[tokio::test]
+async fn no_request_starts_before_the_backoff_of_a_server_busy_expires() {
+    let (address, script) = spawn_server().await;
+    script.push(Reply::Body {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        headers: vec![("content-type", "text/xml; charset=utf-8")],
+        body: SERVER_BUSY_FAULT.replace("61250", "400"),
+    });
+    script.push(ok(SYNC_PAGE));
+    let client = client(address, 4);
+    let mailbox = MailboxAddress::new("room-1@contoso.example");
+
+    let busy = client.sync_folder_items(&mailbox, None, 100).await;
+    let refused_at = tokio::time::Instant::now();
+    let next = client.sync_folder_items(&mailbox, None, 100).await;
+
+    assert!(matches!(busy, Err(EwsError::Throttled { .. })), "{busy:?}");
+    assert!(next.is_ok(), "{next:?}");
+    assert!(
+        refused_at.elapsed() >= Duration::from_millis(400),
+        "the second request waited for the back-off"
+    );
+    assert_eq!(script.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn a_read_that_fails_with_a_5xx_is_retried_until_it_passes() {
+    let (address, script) = spawn_server().await;
+    let failing = || Reply::Body {
+        status: StatusCode::BAD_GATEWAY,
+        headers: vec![],
+        body: "bad gateway".to_owned(),
+    };
+    script.push(failing());
+    script.push(failing());
+    script.push(ok(SYNC_PAGE));
+    let client = client(address, 4);
+    let mailbox = MailboxAddress::new("room-1@contoso.example");
+
+    let page = client.sync_folder_items(&mailbox, None, 100).await;
+
+    assert!(page.is_ok(), "{page:?}");
+    assert_eq!(script.seen().len(), 3, "two retries, then success");
 }
 
 #[tokio::test]
@@ -362,12 +408,17 @@ async fn http_statuses_without_soap_map_to_their_own_errors() {
         vec![("www-authenticate", "Basic")],
     ));
     script.push(plain(StatusCode::FORBIDDEN, vec![]));
+    // Reads retry 5xx answers: each of these is answered three times.
+    for _ in 0..3 {
+        script.push(plain(StatusCode::BAD_GATEWAY, vec![]));
+    }
+    for _ in 0..3 {
+        script.push(plain(StatusCode::INTERNAL_SERVER_ERROR, vec![]));
+    }
     script.push(plain(
         StatusCode::SERVICE_UNAVAILABLE,
         vec![("retry-after", "30")],
     ));
-    script.push(plain(StatusCode::BAD_GATEWAY, vec![]));
-    script.push(plain(StatusCode::INTERNAL_SERVER_ERROR, vec![]));
     let client = client(address, 4);
     let mailbox = MailboxAddress::new("room-1@contoso.example");
 
@@ -382,17 +433,18 @@ async fn http_statuses_without_soap_map_to_their_own_errors() {
         errors[0]
     );
     assert!(matches!(errors[1], EwsError::Forbidden), "{:?}", errors[1]);
-    assert_eq!(errors[2].backoff_hint(), Some(Duration::from_secs(30)));
     assert!(
-        matches!(errors[3], EwsError::Http { status: 502 }),
+        matches!(errors[2], EwsError::Http { status: 502 }),
+        "{:?}",
+        errors[2]
+    );
+    assert!(
+        matches!(errors[3], EwsError::Http { status: 500 }),
         "{:?}",
         errors[3]
     );
-    assert!(
-        matches!(errors[4], EwsError::Http { status: 500 }),
-        "{:?}",
-        errors[4]
-    );
+    assert_eq!(errors[4].backoff_hint(), Some(Duration::from_secs(30)));
+    assert_eq!(script.seen().len(), 9);
 }
 
 #[tokio::test]

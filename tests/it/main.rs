@@ -1,10 +1,16 @@
 //! Integration tests: one binary, against real PostgreSQL and the bundled simulator.
 
+mod bad_input;
+mod deploy;
 mod ews_client;
 mod ews_requests;
+mod faults_db;
+mod faults_ews;
+mod faults_process;
 mod pipeline;
 mod process;
 mod rules;
+mod service_ops;
 mod sim_core;
 mod sim_exchangelib;
 mod sim_extras;

@@ -21,6 +21,8 @@ pub struct TestOptions {
     pub users: usize,
     /// Work queue capacity.
     pub queue_capacity: usize,
+    /// The simulator's authentication (default: none).
+    pub sim_auth: booking_sync::sim::auth::AuthConfig,
     /// Length of one simulated ConnectionTimeout minute.
     pub sim_minute: Duration,
     /// Share of updates for which the simulator sends a duplicate event.
@@ -33,6 +35,7 @@ impl Default for TestOptions {
             rooms: 3,
             users: 5,
             queue_capacity: 64,
+            sim_auth: booking_sync::sim::auth::AuthConfig::default(),
             sim_minute: Duration::from_secs(60),
             duplicate_event_ratio: 0.1,
         }
@@ -66,6 +69,7 @@ impl TestApp {
             users: options.users,
             seed: 7,
             heartbeat_interval: Duration::from_secs(2),
+            auth: options.sim_auth,
             minute: options.sim_minute,
             duplicate_event_ratio: options.duplicate_event_ratio,
             ..SimConfig::default()

@@ -35,6 +35,24 @@ impl TestDb {
         }
     }
 
+    /// Runs statements on it directly, as an operator (or a fault) would.
+    pub async fn execute(&self, sql: &str) {
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .expect("the test database answers");
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.expect("statement runs");
+    }
+
+    /// The first column of the first row of a query that yields one bigint.
+    pub async fn query_i64(&self, sql: &str) -> i64 {
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .expect("the test database answers");
+        tokio::spawn(connection);
+        client.query_one(sql, &[]).await.expect("query runs").get(0)
+    }
+
     /// Database settings pointing at it.
     pub fn config(&self) -> DatabaseConfig {
         DatabaseConfig {

@@ -3,7 +3,10 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod cut_proxy;
 pub mod db;
+pub mod faults;
+pub mod proxy;
 pub mod xsd;
 
 /// Logs to the test output when `TEST_LOG` is set (e.g. `TEST_LOG=debug`).

@@ -1,0 +1,100 @@
+//! The supervisor: samples the service's state once a second into gauges and the
+//! systemd status line, and pings the systemd watchdog while every core loop makes
+//! progress.
+//!
+//! The watchdog ping is tied to the core loops' heartbeats ([`crate::health`]), not to
+//! a timer of its own: when any loop stalls the pings stop and systemd restarts the
+//! service. An unreachable database or Exchange is no stall (a restart cannot fix
+//! them); readiness and the metrics report those. Its loop waits on a one-second tick
+//! and on cancellation, which `app` fires last, after the drain.
+
+use std::time::Duration;
+
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::health::Health;
+use crate::metrics as m;
+use crate::systemd;
+
+/// How often the state is sampled.
+const TICK: Duration = Duration::from_secs(1);
+/// How often readiness (with its database round trip) is evaluated for the gauge.
+const READINESS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Runs until `cancel` fires. `watchdog` is the timeout systemd enforces, if any;
+/// pings go out at a third of it.
+pub async fn run(health: Health, watchdog: Option<Duration>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_ping: Option<Instant> = None;
+    let mut last_readiness: Option<Instant> = None;
+    let mut last_status = String::new();
+    let mut stalled_before = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = cancel.cancelled() => break,
+        }
+        sample(&health);
+        let stalled = health.heartbeats.stalled(health.stall_after);
+        match (stalled, stalled_before) {
+            (Some((name, age)), false) => {
+                error!(
+                    core_loop = name,
+                    seconds = age.as_secs(),
+                    "A core loop stopped making progress; the watchdog is no longer pinged"
+                );
+            }
+            (None, true) => info!("Every core loop makes progress again"),
+            _ => {}
+        }
+        stalled_before = stalled.is_some();
+        if let (Some(limit), None) = (watchdog, stalled) {
+            if last_ping.is_none_or(|at| at.elapsed() >= limit / 3) {
+                systemd::watchdog();
+                last_ping = Some(Instant::now());
+            }
+        }
+        let line = status_line(&health, stalled);
+        if line != last_status {
+            systemd::status(&line);
+            last_status = line;
+        }
+        if last_readiness.is_none_or(|at| at.elapsed() >= READINESS_INTERVAL) {
+            last_readiness = Some(Instant::now());
+            let ready = health.readiness().await.is_ok();
+            metrics::gauge!(m::READY).set(if ready { 1.0 } else { 0.0 });
+        }
+    }
+}
+
+/// Sets the gauges that are read from state rather than counted at events.
+pub fn sample(health: &Health) {
+    metrics::gauge!(m::SYNC_LAG).set(health.lag().as_secs_f64());
+    metrics::gauge!(m::QUEUE_DEPTH).set(health.queue.len() as f64);
+    let (_, enabled) = health.rooms.coverage();
+    metrics::gauge!(m::ROOMS_ENABLED).set(enabled as f64);
+    let counts = health.rooms.initial_sync_counts();
+    for (state, count) in m::INITIAL_SYNC_STATES.iter().zip(counts) {
+        metrics::gauge!(m::ROOMS_BY_INITIAL_SYNC, "state" => *state).set(count as f64);
+    }
+    for (name, age) in health.heartbeats.ages() {
+        metrics::gauge!(m::LOOP_PROGRESS_AGE, "loop" => name).set(age.as_secs_f64());
+    }
+}
+
+/// `systemctl status` line: coverage, queue and lag (and a stall, if any).
+fn status_line(health: &Health, stalled: Option<(&'static str, Duration)>) -> String {
+    let (subscribed, enabled) = health.rooms.coverage();
+    let mut line = format!(
+        "subscriptions {subscribed}/{enabled}, queue {}, lag {}s",
+        health.queue.len(),
+        health.lag().as_secs()
+    );
+    if let Some((name, age)) = stalled {
+        line.push_str(&format!(", {name} stalled for {}s", age.as_secs()));
+    }
+    line
+}
