@@ -19,8 +19,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{Config, ExchangeAuth};
+use crate::domain::MailboxAddress;
 use crate::ews::{EwsAuth, EwsClient, EwsConfig};
 use crate::health::{Health, Heartbeats};
+use crate::notify::{MailSender, Notifier};
 use crate::pipeline::listener::{Listener, ListenerSettings};
 use crate::pipeline::queue::WorkQueue;
 use crate::pipeline::rooms::RoomDirectory;
@@ -155,6 +157,11 @@ impl Service {
             tracker.spawn(async move { workers.run(token).await });
         }
 
+        if let Some(notifier) = build_notifier(config, &store, &ews) {
+            let token = root.child_token();
+            tracker.spawn(async move { notifier.run(token).await });
+        }
+
         let listener = Arc::new(Listener {
             ews,
             store: store.clone(),
@@ -229,6 +236,20 @@ impl Service {
     }
 }
 
+/// The digest sender, when notifications are on (never in dry-run mode).
+pub fn build_notifier(config: &Config, store: &PgStore, ews: &EwsClient) -> Option<Notifier> {
+    let settings = &config.notifications;
+    let mailbox = settings.sender.as_deref()?;
+    (settings.enabled && !config.dry_run).then(|| Notifier {
+        store: store.clone(),
+        sender: MailSender::Ews {
+            client: ews.clone(),
+            mailbox: MailboxAddress::new(mailbox),
+        },
+        settings: settings.clone(),
+    })
+}
+
 fn issue_routing(config: &Config) -> IssueRouting {
     let notifications = &config.notifications;
     IssueRouting {
@@ -238,7 +259,8 @@ fn issue_routing(config: &Config) -> IssueRouting {
     }
 }
 
-fn ews_config(config: &Config) -> EwsConfig {
+/// The EWS client settings of `config`.
+pub fn ews_config(config: &Config) -> EwsConfig {
     let exchange = &config.exchange;
     EwsConfig {
         url: exchange.url.clone(),

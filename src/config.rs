@@ -26,8 +26,8 @@ use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-pub use notifications::NotificationsConfig;
 use crate::logging::{LoggingConfig, RawLogging};
+pub use notifications::NotificationsConfig;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

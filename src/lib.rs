@@ -12,6 +12,7 @@ pub mod health;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod pgtemp;
 pub mod pipeline;
 pub mod recurrence;

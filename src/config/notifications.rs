@@ -18,7 +18,8 @@ const DEFAULT_DAILY_CAP: u32 = 10;
 pub struct NotificationsConfig {
     /// Send digests (issues are recorded and flagged either way).
     pub enabled: bool,
-    /// The mailbox digests are sent as; none sends as the service account itself.
+    /// The mailbox digests are sent as (the service account acts as it); required
+    /// when enabled.
     pub sender: Option<String>,
     /// Told about unknown organizers and meetings without an organizer.
     pub fallback_owner: Option<String>,
@@ -129,6 +130,12 @@ pub fn parse(text: &str) -> Result<NotificationsConfig, Vec<ConfigProblem>> {
         )),
         None => {}
     }
+    if config.enabled && config.sender.is_none() {
+        problems.push(problem(
+            "sender",
+            "is missing; set the mailbox digests are sent as".to_owned(),
+        ));
+    }
     if config.enabled && !config.initial_sync_to_users && config.admin.is_none() {
         problems.push(problem(
             "admin",
@@ -172,6 +179,7 @@ mod tests {
                 "notifications.fallback_owner",
                 "notifications.during_initial_sync",
                 "notifications.daily_cap",
+                "notifications.sender",
                 "notifications.admin"
             ]
         );

@@ -5,7 +5,7 @@
 
 use super::client::{EwsClient, Operation, Route};
 use super::error::EwsError;
-use super::requests;
+use super::requests::{self, OutgoingMail};
 use super::types::{UserSettings, UserSettingsError};
 use super::xml;
 use crate::domain::{MailboxAddress, Person};
@@ -28,6 +28,24 @@ impl EwsClient {
             .call(Operation::ResolveNames, body, self.mailbox_route(acting_as))
             .await?;
         xml::parse_resolve_names(&response)
+    }
+
+    /// Sends a mail (CreateItem, SendOnly) as `acting_as` when impersonation is on,
+    /// else as the service account; `mail.from` names another sender.
+    ///
+    /// # Errors
+    ///
+    /// Any [`EwsError`]; the response's error when Exchange refused the message.
+    pub async fn send_message(
+        &self,
+        acting_as: &MailboxAddress,
+        mail: &OutgoingMail,
+    ) -> Result<(), EwsError> {
+        let body = requests::send_message(&self.context(acting_as), mail);
+        let response = self
+            .call(Operation::CreateItem, body, self.mailbox_route(acting_as))
+            .await?;
+        xml::parse_create_item(&response)
     }
 
     /// The organisation's room lists.

@@ -17,6 +17,7 @@ mod effects;
 mod error;
 mod meetings;
 mod migrations;
+mod outbox;
 mod reconcile;
 mod rooms;
 mod sql_enum;
@@ -38,6 +39,7 @@ pub use apply::{ApplyOutcome, ItemWrite, MailboxBatch, MeetingWrite};
 pub use effects::IssueRouting;
 pub use error::{BoxError, StoreError};
 pub use migrations::SchemaStatus;
+pub use outbox::{DueDigest, IssueAudience, PendingIssue};
 pub use rooms::RoomStatus;
 
 /// Database id of a room.

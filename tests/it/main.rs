@@ -7,6 +7,7 @@ mod ews_requests;
 mod faults_db;
 mod faults_ews;
 mod faults_process;
+mod notify;
 mod pipeline;
 mod process;
 mod rules;
