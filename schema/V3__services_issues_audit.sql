@@ -71,3 +71,35 @@ CREATE TABLE meeting_audit (
 CREATE INDEX meeting_audit_at_idx ON meeting_audit (at);
 CREATE INDEX meeting_audit_room_idx ON meeting_audit (room_id, at);
 CREATE INDEX meeting_audit_uid_idx ON meeting_audit (exchange_uid);
+
+-- Dry run: progress kept apart from live progress (mailbox_sync), and the plan.
+CREATE TABLE dry_run_sync (
+    room_id               bigint PRIMARY KEY REFERENCES rooms (id) ON DELETE CASCADE,
+    sync_state            text,
+    initial_sync_complete boolean NOT NULL DEFAULT false,
+    updated_at            timestamptz NOT NULL DEFAULT now()
+);
+
+-- The latest decision per meeting, relative to the booking tables as they are.
+CREATE TABLE plan_entries (
+    id               bigserial PRIMARY KEY,
+    room_id          bigint NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    exchange_uid     text NOT NULL,
+    occurrence_start timestamptz,
+    action           text NOT NULL,
+    before           jsonb,
+    after            jsonb,
+    planned_at       timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT plan_entries_key UNIQUE NULLS NOT DISTINCT (room_id, exchange_uid, occurrence_start)
+);
+
+-- The issues a live run would queue, and to whom.
+CREATE TABLE plan_issues (
+    dedupe_key text PRIMARY KEY,
+    rule       text NOT NULL,
+    room_id    bigint NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    recipient  text,
+    audience   text NOT NULL,
+    details    jsonb NOT NULL,
+    planned_at timestamptz NOT NULL DEFAULT now()
+);

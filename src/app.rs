@@ -90,6 +90,12 @@ impl Service {
             .await
             .context("connecting to the database")?
             .with_issue_routing(issue_routing(config));
+        let store = if config.dry_run {
+            info!("Dry run: changes are planned, not written; see `booking-sync plan`");
+            store.into_dry_run()
+        } else {
+            store
+        };
         match store.schema_status().await.context("reading the schema version")? {
             SchemaStatus::Current => {}
             SchemaStatus::Outdated { pending } => bail!(
@@ -157,6 +163,12 @@ impl Service {
             tracker.spawn(async move { workers.run(token).await });
         }
 
+        {
+            let store = store.clone();
+            let retention = config.audit.retention;
+            let token = root.child_token();
+            tracker.spawn(async move { purge_audit(store, retention, token).await });
+        }
         if let Some(notifier) = build_notifier(config, &store, &ews) {
             let token = root.child_token();
             tracker.spawn(async move { notifier.run(token).await });
@@ -232,6 +244,26 @@ impl Service {
         ShutdownReport {
             left_in_queue,
             drained,
+        }
+    }
+}
+
+/// Deletes audit entries older than `retention`, hourly, until `cancel` fires.
+async fn purge_audit(store: PgStore, retention: Duration, cancel: CancellationToken) {
+    const EVERY: Duration = Duration::from_secs(3600);
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    loop {
+        let cutoff = chrono::Utc::now().checked_sub_signed(retention);
+        if let (false, Some(cutoff)) = (store.is_dry_run(), cutoff) {
+            match store.purge_audit(cutoff).await {
+                Ok(purged) if purged > 0 => info!(purged, "Purged old audit entries"),
+                Ok(_) => {}
+                Err(err) => warn!(error = %err, "Purging old audit entries failed, retrying later"),
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(EVERY) => {}
         }
     }
 }

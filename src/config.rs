@@ -13,6 +13,7 @@
 //! This module does not touch the network or the database (so `check-config` stays
 //! offline) and does not read environment variables: finding the file is the CLI's job.
 
+mod audit;
 mod notifications;
 
 use std::fmt;
@@ -27,6 +28,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::logging::{LoggingConfig, RawLogging};
+pub use audit::AuditConfig;
 pub use notifications::NotificationsConfig;
 
 /// Why a configuration could not be loaded.
@@ -81,6 +83,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[notifications]`: out-of-sync issues and their digests.
     pub notifications: NotificationsConfig,
+    /// `[audit]`: retention of the audit trail.
+    pub audit: AuditConfig,
     /// `[logging]`: log format and optional file.
     pub logging: LoggingConfig,
     /// Read from Exchange and compute changes, but write nothing to the database.
@@ -261,6 +265,7 @@ impl Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], defaults::HTTP_PORT)),
             },
             notifications: NotificationsConfig::default(),
+            audit: AuditConfig::default(),
             logging: LoggingConfig::default(),
             dry_run: false,
         }
@@ -428,6 +433,7 @@ struct RawTop {
     sync: Option<toml::Value>,
     http: Option<toml::Value>,
     notifications: Option<toml::Value>,
+    audit: Option<toml::Value>,
     logging: Option<toml::Value>,
     dry_run: Option<bool>,
 }
@@ -636,6 +642,9 @@ fn parse(text: &str, base: &Path, credentials: Option<&Path>) -> Result<Config, 
     let notifications = notifications::parse(text)
         .map_err(|found| problems.found.extend(found))
         .ok();
+    let audit = audit::parse(text)
+        .map_err(|found| problems.found.extend(found))
+        .ok();
 
     match (
         top,
@@ -664,6 +673,7 @@ fn parse(text: &str, base: &Path, credentials: Option<&Path>) -> Result<Config, 
             sync,
             http,
             notifications: notifications.unwrap_or_default(),
+            audit: audit.unwrap_or_default(),
             logging,
             dry_run: top.dry_run.unwrap_or(false),
         }),

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 
 use super::effects::{self, IssueRouting};
+use super::plan;
 use super::{strip_nul, MeetingStatus, PgStore, RoomId, StoreError};
 use crate::domain::{ChangeKey, ItemId, SyncState};
 
@@ -254,8 +255,12 @@ impl PgStore {
     pub async fn apply(&self, batch: &MailboxBatch) -> Result<ApplyOutcome, StoreError> {
         let outcome = self
             .retrying(|mut client, attempt| async move {
-                let tx = client.transaction().await?;
-                let outcome = apply_in(&tx, batch, attempt > 0, &self.routing).await?;
+                let mut tx = client.transaction().await?;
+                let outcome = if self.dry_run {
+                    plan::apply_dry(&mut tx, batch, attempt > 0, &self.routing).await?
+                } else {
+                    apply_in(&tx, batch, attempt > 0, &self.routing).await?
+                };
                 tx.commit().await?;
                 Ok(outcome)
             })
@@ -273,7 +278,9 @@ impl PgStore {
     }
 }
 
-async fn apply_in(
+/// Writes `batch` inside `tx` (the live write path, also run by a dry run inside a
+/// savepoint).
+pub(super) async fn apply_in(
     tx: &Transaction<'_>,
     batch: &MailboxBatch,
     retry: bool,

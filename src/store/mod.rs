@@ -13,11 +13,13 @@
 //! [`StoreError::Unavailable`] only when retries run out.
 
 mod apply;
+mod audit;
 mod effects;
 mod error;
 mod meetings;
 mod migrations;
 mod outbox;
+mod plan;
 mod reconcile;
 mod rooms;
 mod sql_enum;
@@ -36,10 +38,12 @@ use crate::config::DatabaseConfig;
 use crate::domain::{ChangeKey, ItemId, MailboxAddress};
 
 pub use apply::{ApplyOutcome, ItemWrite, MailboxBatch, MeetingWrite};
+pub use audit::{AuditEntry, AuditFilter};
 pub use effects::IssueRouting;
 pub use error::{BoxError, StoreError};
 pub use migrations::SchemaStatus;
 pub use outbox::{DueDigest, IssueAudience, PendingIssue};
+pub use plan::{PlanSummary, PlannedEmail};
 pub use rooms::RoomStatus;
 
 /// Database id of a room.
@@ -166,6 +170,8 @@ pub struct PgStore {
     attempt_timeout: Duration,
     /// Who is told about out-of-sync issues found while applying batches.
     routing: std::sync::Arc<IssueRouting>,
+    /// Plan instead of writing the booking tables (see `plan`).
+    dry_run: bool,
 }
 
 impl fmt::Debug for PgStore {
@@ -234,6 +240,7 @@ impl PgStore {
             pool,
             attempt_timeout: config.statement_timeout * 2 + config.connect_timeout,
             routing: std::sync::Arc::default(),
+            dry_run: false,
         };
         drop(store.pool.get().await?);
         Ok(store)

@@ -1,7 +1,9 @@
 //! Integration tests: one binary, against real PostgreSQL and the bundled simulator.
 
+mod audit;
 mod bad_input;
 mod deploy;
+mod dry_run;
 mod ews_client;
 mod ews_requests;
 mod faults_db;
