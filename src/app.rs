@@ -25,6 +25,7 @@ use crate::health::{Health, Heartbeats};
 use crate::notify::{MailSender, Notifier};
 use crate::pipeline::listener::{Listener, ListenerSettings};
 use crate::pipeline::queue::WorkQueue;
+use crate::pipeline::resync::{Resync, ResyncSettings};
 use crate::pipeline::rooms::RoomDirectory;
 use crate::pipeline::worker::{SyncWindow, Workers};
 use crate::store::{IssueRouting, PgStore, SchemaStatus};
@@ -146,21 +147,27 @@ impl Service {
         }
 
         let workers = Arc::new(Workers {
-            source: ews.clone(),
-            store: store.clone(),
-            queue: queue.clone(),
-            rooms: rooms.clone(),
-            window: SyncWindow {
-                past: chrono::Duration::days(i64::from(config.sync.window_past_days)),
-                future: chrono::Duration::days(i64::from(config.sync.window_future_days)),
-            },
-            batch_size: config.pipeline.batch_size,
             heartbeats: heartbeats.clone(),
+            ..workers(
+                config,
+                ews.clone(),
+                store.clone(),
+                queue.clone(),
+                rooms.clone(),
+            )
         });
         for _ in 0..config.pipeline.workers.max(1) {
             let workers = workers.clone();
             let token = workers_token.clone();
             tracker.spawn(async move { workers.run(token).await });
+        }
+        let resync = Arc::new(Resync {
+            workers: workers.clone(),
+            settings: resync_settings(config),
+        });
+        {
+            let token = intake.clone();
+            tracker.spawn(async move { resync.run(token).await });
         }
 
         {
@@ -288,6 +295,38 @@ fn issue_routing(config: &Config) -> IssueRouting {
         fallback_owner: notifications.fallback_owner.clone(),
         admin: notifications.admin.clone(),
         initial_sync_to_users: notifications.initial_sync_to_users,
+    }
+}
+
+/// The workers of `config` over a source, with heartbeats nobody watches (the service
+/// puts its own in); the `resync` command builds them too.
+pub fn workers<S>(
+    config: &Config,
+    source: S,
+    store: PgStore,
+    queue: Arc<WorkQueue>,
+    rooms: Arc<RoomDirectory>,
+) -> Workers<S> {
+    Workers {
+        source,
+        store,
+        queue,
+        rooms,
+        window: SyncWindow {
+            past: chrono::Duration::days(i64::from(config.sync.window_past_days)),
+            future: chrono::Duration::days(i64::from(config.sync.window_future_days)),
+        },
+        batch_size: config.pipeline.batch_size,
+        heartbeats: Arc::new(Heartbeats::default()),
+    }
+}
+
+/// The periodic resync settings of `config`.
+pub fn resync_settings(config: &Config) -> ResyncSettings {
+    ResyncSettings {
+        interval: config.resync.interval,
+        full_interval: config.resync.full_interval,
+        concurrency: config.pipeline.workers.max(1),
     }
 }
 

@@ -79,6 +79,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// `[sync]`: what part of each calendar is kept in step.
     pub sync: SyncConfig,
+    /// `[resync]`
+    pub resync: ResyncConfig,
     /// `[http]`: the metrics and health listener.
     pub http: HttpConfig,
     /// `[notifications]`: out-of-sync issues and their digests.
@@ -175,6 +177,26 @@ pub struct SyncConfig {
     pub room_refresh_interval: Duration,
 }
 
+/// `[resync]`: the periodic passes that make the table right whatever the stream missed.
+#[derive(Debug, Clone)]
+pub struct ResyncConfig {
+    /// How often every room gets an incremental catch-up (SyncFolderItems from its
+    /// stored state).
+    pub interval: Duration,
+    /// How often every room is fully reconciled (CalendarView over the window
+    /// compared with the table).
+    pub full_interval: Duration,
+}
+
+impl Default for ResyncConfig {
+    fn default() -> Self {
+        Self {
+            interval: defaults::RESYNC_INTERVAL,
+            full_interval: defaults::FULL_RESYNC_INTERVAL,
+        }
+    }
+}
+
 /// `[http]`: the listener for `/metrics`, `/healthz` and `/readyz`.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -261,6 +283,7 @@ impl Config {
                 window_future_days: defaults::WINDOW_FUTURE_DAYS,
                 room_refresh_interval: defaults::ROOM_REFRESH_INTERVAL,
             },
+            resync: ResyncConfig::default(),
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], defaults::HTTP_PORT)),
             },
@@ -335,6 +358,8 @@ mod defaults {
     pub const WINDOW_FUTURE_DAYS: u32 = 365;
     pub const ROOM_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
     pub const HTTP_PORT: u16 = 9464;
+    pub const RESYNC_INTERVAL: Duration = Duration::from_secs(15 * 60);
+    pub const FULL_RESYNC_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 }
 
 const SECTION_DATABASE: &str = "database";
@@ -343,6 +368,7 @@ const SECTION_SUBSCRIPTIONS: &str = "subscriptions";
 const SECTION_PIPELINE: &str = "pipeline";
 const SECTION_SYNC: &str = "sync";
 const SECTION_HTTP: &str = "http";
+const SECTION_RESYNC: &str = "resync";
 const SECTION_LOGGING: &str = "logging";
 /// The prefix of a secret path inside systemd's credentials directory.
 const CREDENTIALS_DIRECTORY: &str = "${CREDENTIALS_DIRECTORY}";
@@ -417,6 +443,15 @@ struct RawSync {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawResync {
+    #[serde(default, with = "humantime_serde::option")]
+    interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    full_interval: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<SocketAddr>,
 }
@@ -431,6 +466,7 @@ struct RawTop {
     subscriptions: Option<toml::Value>,
     pipeline: Option<toml::Value>,
     sync: Option<toml::Value>,
+    resync: Option<toml::Value>,
     http: Option<toml::Value>,
     notifications: Option<toml::Value>,
     audit: Option<toml::Value>,
@@ -454,6 +490,7 @@ only_section!(OnlyExchange, exchange, RawExchange);
 only_section!(OnlySubscriptions, subscriptions, RawSubscriptions);
 only_section!(OnlyPipeline, pipeline, RawPipeline);
 only_section!(OnlySync, sync, RawSync);
+only_section!(OnlyResync, resync, RawResync);
 only_section!(OnlyHttp, http, RawHttp);
 only_section!(OnlyLogging, logging, RawLogging);
 
@@ -617,6 +654,9 @@ fn parse(text: &str, base: &Path, credentials: Option<&Path>) -> Result<Config, 
     let sync = problems
         .parse_section::<OnlySync>(text, SECTION_SYNC)
         .map(|doc| doc.sync.unwrap_or_default());
+    let resync = problems
+        .parse_section::<OnlyResync>(text, SECTION_RESYNC)
+        .map(|doc| validate_resync(&mut problems, doc.resync.unwrap_or_default()));
     let http = problems
         .parse_section::<OnlyHttp>(text, SECTION_HTTP)
         .map(|doc| doc.http.unwrap_or_default());
@@ -671,6 +711,7 @@ fn parse(text: &str, base: &Path, credentials: Option<&Path>) -> Result<Config, 
             subscriptions,
             pipeline,
             sync,
+            resync: resync.unwrap_or_default(),
             http,
             notifications: notifications.unwrap_or_default(),
             audit: audit.unwrap_or_default(),
@@ -694,6 +735,7 @@ fn section_rank(key: &str) -> usize {
         SECTION_SUBSCRIPTIONS,
         SECTION_PIPELINE,
         SECTION_SYNC,
+        SECTION_RESYNC,
         SECTION_HTTP,
         SECTION_LOGGING,
     ]
@@ -939,6 +981,25 @@ fn validate_sync(problems: &mut Problems, raw: RawSync) -> SyncConfig {
             raw.room_refresh_interval,
             defaults::ROOM_REFRESH_INTERVAL,
         ),
+    }
+}
+
+fn validate_resync(problems: &mut Problems, raw: RawResync) -> ResyncConfig {
+    let interval = problems.positive("resync.interval", raw.interval, defaults::RESYNC_INTERVAL);
+    let full_interval = problems.positive(
+        "resync.full_interval",
+        raw.full_interval,
+        defaults::FULL_RESYNC_INTERVAL,
+    );
+    if full_interval < interval {
+        problems.add(
+            "resync.full_interval",
+            "must not be shorter than resync.interval",
+        );
+    }
+    ResyncConfig {
+        interval,
+        full_interval,
     }
 }
 

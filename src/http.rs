@@ -55,6 +55,8 @@ pub async fn spawn(
 
 async fn metrics(State(state): State<HttpState>) -> String {
     crate::supervisor::sample(&state.health);
+    let ready = state.health.readiness().await.is_ok();
+    metrics::gauge!(m::READY).set(if ready { 1.0 } else { 0.0 });
     state.metrics.render()
 }
 

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod checker;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod domain;

@@ -5,14 +5,19 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use booking_sync::app::Service;
+use booking_sync::app::{self, Service};
+use booking_sync::cli::resync::ResyncOptions;
+use booking_sync::cli::{resync, rooms, status};
 use booking_sync::config::Config;
 use booking_sync::demo::{self, DemoOptions};
+use booking_sync::domain::MailboxAddress;
+use booking_sync::ews::EwsClient;
 use booking_sync::logging::{self, LoggingConfig};
 use booking_sync::sim::{SimConfig, Simulator};
 use booking_sync::store::{AuditFilter, PgStore};
 use booking_sync::systemd;
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Exit status for a configuration error (systemd does not restart on it).
 const EXIT_CONFIG: u8 = 78;
@@ -98,6 +103,26 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         converge_timeout: u64,
     },
+    /// Bring rooms in from Exchange and switch their sync and coexistence.
+    Rooms {
+        #[command(subcommand)]
+        command: RoomsCommand,
+    },
+    /// Show every room's sync health and a summary line.
+    Status {
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resync now: an incremental catch-up, or a full reconciliation with --full.
+    Resync {
+        /// Only this room.
+        #[arg(long)]
+        room: Option<String>,
+        /// Compare a CalendarView of the whole window with the table and repair drift.
+        #[arg(long)]
+        full: bool,
+    },
     /// Run the bundled Exchange simulator alone (for staging and benchmarks).
     Simulate {
         /// Address to listen on.
@@ -115,11 +140,47 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum RoomsCommand {
+    /// Read the room lists and their rooms from Exchange into `rooms` (new ones off).
+    Import {
+        /// Mailbox the requests act as (default: the first known room).
+        #[arg(long)]
+        acting_as: Option<String>,
+    },
+    /// List the rooms with their switches and initial-sync state.
+    List,
+    /// Start syncing a room.
+    Enable {
+        /// The room's address.
+        email: String,
+    },
+    /// Stop syncing a room.
+    Disable {
+        /// The room's address.
+        email: String,
+    },
+    /// Let the booking system treat a room as coexisting with Exchange, or stop it.
+    Coexistence {
+        /// The room's address.
+        email: String,
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `run` sets up logging from its configuration once it is loaded.
     if !matches!(cli.command, Command::Run { .. }) {
-        init_logging(matches!(cli.command, Command::Demo { .. }));
+        init_logging(matches!(
+            cli.command,
+            Command::Demo { .. }
+                | Command::Rooms { .. }
+                | Command::Status { .. }
+                | Command::Resync { .. }
+        ));
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -143,6 +204,8 @@ fn main() -> ExitCode {
 async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { grace_seconds } => {
+            // Installed first: a signal during start-up must stop cleanly, not kill.
+            let signals = StopSignals::install()?;
             let Some(config) = load_config(cli.config.as_deref())? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
@@ -150,7 +213,17 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("error: logging.file: cannot open the log file ({err})");
                 return Ok(ExitCode::from(EXIT_CONFIG));
             }
-            run(&config, Duration::from_secs(grace_seconds)).await
+            match run(&config, Duration::from_secs(grace_seconds), signals).await {
+                Ok(code) => Ok(code),
+                Err(err) => {
+                    // Through the configured log output, so a JSON collector sees it.
+                    tracing::error!(
+                        error = format!("{err:#}"),
+                        "The service stopped on an error"
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Migrate => {
             let Some(config) = load_config(cli.config.as_deref())? else {
@@ -275,6 +348,48 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Rooms { command } => {
+            let Some(config) = load_config(cli.config.as_deref())? else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let store = connect(&config).await?;
+            rooms_command(&config, &store, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let Some(config) = load_config(cli.config.as_deref())? else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let store = connect(&config).await?;
+            let statuses = store.room_statuses().await.context("reading the rooms")?;
+            let report = status::report(&statuses, chrono::Utc::now());
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", status::render(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resync { room, full } => {
+            let Some(config) = load_config(cli.config.as_deref())? else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let store = connect(&config).await?;
+            let options = ResyncOptions {
+                room: room.as_deref().map(MailboxAddress::new),
+                full,
+            };
+            let summary = resync::run(&config, &store, &options).await?;
+            println!(
+                "{} rooms resynced in {:.1} s: {} failed, {} changes, drift {}",
+                summary.rooms, summary.seconds, summary.failed, summary.changes, summary.drift
+            );
+            Ok(if summary.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Simulate {
             listen,
             rooms,
@@ -300,6 +415,57 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn connect(config: &Config) -> anyhow::Result<PgStore> {
+    let store = PgStore::connect(&config.database)
+        .await
+        .context("connecting to the database")?;
+    store
+        .require_current_schema()
+        .await
+        .context("checking the database schema (run `booking-sync migrate`)")?;
+    Ok(store)
+}
+
+async fn rooms_command(
+    config: &Config,
+    store: &PgStore,
+    command: RoomsCommand,
+) -> anyhow::Result<()> {
+    match command {
+        RoomsCommand::Import { acting_as } => {
+            let acting_as = match acting_as {
+                Some(address) => MailboxAddress::new(&address),
+                None => rooms::default_acting_as(store).await?,
+            };
+            let ews =
+                EwsClient::new(app::ews_config(config)).context("setting up the EWS client")?;
+            let report = rooms::import(store, &ews, &acting_as).await?;
+            println!(
+                "{} room lists, {} rooms, {} new (sync off until `rooms enable`)",
+                report.room_lists, report.rooms, report.added
+            );
+        }
+        RoomsCommand::List => {
+            let statuses = store.room_statuses().await.context("reading the rooms")?;
+            print!("{}", rooms::render_list(&statuses));
+        }
+        RoomsCommand::Enable { email } => {
+            rooms::set_enabled(store, &email, true).await?;
+            println!("sync of {email} is on; its initial sync starts with the service's next room refresh");
+        }
+        RoomsCommand::Disable { email } => {
+            rooms::set_enabled(store, &email, false).await?;
+            println!("sync of {email} is off");
+        }
+        RoomsCommand::Coexistence { email, state } => {
+            let on = state == "on";
+            rooms::set_coexistence(store, &email, on).await?;
+            println!("coexistence of {email} is {state}");
+        }
+    }
+    Ok(())
 }
 
 /// Loads the configuration; prints every problem and returns `None` when invalid.
@@ -348,19 +514,28 @@ fn print_report(report: &demo::DemoReport, json: bool) -> anyhow::Result<()> {
 
 /// Runs the service until SIGTERM or SIGINT: `READY=1` once the first subscriptions
 /// are up, `STOPPING=1` when the signal comes, then a drain within `grace`.
-async fn run(config: &Config, grace: Duration) -> anyhow::Result<ExitCode> {
-    let service = Service::start(config).await?;
-    let signal = wait_for_signal();
-    tokio::pin!(signal);
+async fn run(
+    config: &Config,
+    grace: Duration,
+    mut signals: StopSignals,
+) -> anyhow::Result<ExitCode> {
+    let service = tokio::select! {
+        service = Service::start(config) => service?,
+        _ = signals.recv() => {
+            // Nothing was taken in yet, so there is nothing to drain.
+            tracing::info!("Stopped while starting");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let stopped_early = tokio::select! {
         _ = service.first_subscriptions() => false,
-        result = &mut signal => { result?; true }
+        _ = signals.recv() => true,
     };
     if !stopped_early {
         let (subscribed, enabled) = service.rooms.coverage();
         tracing::info!(subscribed, enabled, "Ready");
         systemd::ready();
-        signal.await?;
+        signals.recv().await;
     }
     systemd::stopping();
     let report = service.shutdown(grace).await;
@@ -370,6 +545,29 @@ async fn run(config: &Config, grace: Duration) -> anyhow::Result<ExitCode> {
         "Stopped"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct StopSignals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    /// Waits for the next SIGTERM or SIGINT.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

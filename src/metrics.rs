@@ -98,6 +98,7 @@ pub const ALL: &[&str] = &[
     RESYNC_RUNS,
     RESYNC_DRIFT,
     RESYNC_LAST_SUCCESS,
+    UNKNOWN_ORGANIZER_MEETINGS,
     DB_RETRIES,
     NOTIFICATIONS_SENT,
     NOTIFICATIONS_SUPPRESSED,
@@ -138,6 +139,7 @@ pub const RECONNECT_REASONS: &[&str] = &[
     "error",
     "ended",
     "stream_error",
+    "stream_taken",
     "open_failed",
     "subscriptions_gone",
 ];
@@ -153,6 +155,9 @@ pub const SYNC_OUTCOMES: &[&str] = &[
 ];
 /// Values of the `class` label of [`DB_RETRIES`].
 pub const DB_RETRY_CLASSES: &[&str] = &["connection", "serialization", "timeout", "other"];
+
+/// Confirmed meetings whose organizer is not a known user.
+pub const UNKNOWN_ORGANIZER_MEETINGS: &str = "booking_sync_unknown_organizer_meetings";
 
 /// Histogram buckets for durations, in seconds.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -216,7 +221,7 @@ fn describe_ews() {
     describe_histogram!(
         EWS_REQUEST_DURATION,
         Unit::Seconds,
-        "Time from sending an EWS request to having its whole answer, by operation"
+        "Time from sending an EWS request to having its whole answer parsed, by operation"
     );
     describe_counter!(
         EWS_THROTTLED,
@@ -227,6 +232,11 @@ fn describe_ews() {
     describe_gauge!(SUBSCRIPTIONS_ACTIVE, Unit::Count, "Subscriptions active");
     describe_counter!(RECONNECTS, Unit::Count, "Streaming reconnects, by reason");
     describe_counter!(RESUBSCRIPTIONS, Unit::Count, "Resubscriptions, by reason");
+    describe_counter!(
+        SYNC_STATE_RESETS,
+        Unit::Count,
+        "Sync states Exchange rejected, after which a room was synced from scratch"
+    );
     describe_counter!(
         ITEMS_FETCHED,
         Unit::Count,
@@ -245,11 +255,6 @@ fn describe_sync() {
         MAILBOX_SYNC_DURATION,
         Unit::Seconds,
         "Time from taking a mailbox off the queue to committing its changes"
-    );
-    describe_counter!(
-        SYNC_STATE_RESETS,
-        Unit::Count,
-        "Sync states rejected by Exchange, each followed by a full resync of the room"
     );
     describe_gauge!(ROOMS_ENABLED, Unit::Count, "Rooms enabled for sync");
     describe_gauge!(
@@ -277,6 +282,11 @@ fn describe_sync() {
         DB_RETRIES,
         Unit::Count,
         "Database transactions retried after a transient failure, by error class"
+    );
+    describe_gauge!(
+        UNKNOWN_ORGANIZER_MEETINGS,
+        Unit::Count,
+        "Confirmed meetings whose organizer is not a known user"
     );
     describe_counter!(
         NOTIFICATIONS_SENT,
@@ -338,6 +348,7 @@ fn initial_values() {
         QUEUE_FULL_WAITS,
         ITEMS_FETCHED,
         NOTIFICATIONS_SENT,
+        SYNC_STATE_RESETS,
     ] {
         metrics::counter!(counter).absolute(0);
     }
@@ -351,6 +362,7 @@ fn initial_values() {
         ROOMS_ENABLED,
         SYNC_LAG,
         RESYNC_LAST_SUCCESS,
+        UNKNOWN_ORGANIZER_MEETINGS,
         READY,
     ] {
         metrics::gauge!(gauge).set(0.0);

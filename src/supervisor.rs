@@ -28,7 +28,7 @@ const READINESS_INTERVAL: Duration = Duration::from_secs(5);
 pub async fn run(health: Health, watchdog: Option<Duration>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_ping: Option<Instant> = None;
+    let mut pings = watchdog.map(WatchdogPings::new);
     let mut last_readiness: Option<Instant> = None;
     let mut last_status = String::new();
     let mut stalled_before = false;
@@ -51,10 +51,9 @@ pub async fn run(health: Health, watchdog: Option<Duration>, cancel: Cancellatio
             _ => {}
         }
         stalled_before = stalled.is_some();
-        if let (Some(limit), None) = (watchdog, stalled) {
-            if last_ping.is_none_or(|at| at.elapsed() >= limit / 3) {
+        if let Some(pings) = pings.as_mut() {
+            if pings.due(stalled.is_some()) {
                 systemd::watchdog();
-                last_ping = Some(Instant::now());
             }
         }
         let line = status_line(&health, stalled);
@@ -67,6 +66,32 @@ pub async fn run(health: Health, watchdog: Option<Duration>, cancel: Cancellatio
             let ready = health.readiness().await.is_ok();
             metrics::gauge!(m::READY).set(if ready { 1.0 } else { 0.0 });
         }
+    }
+}
+
+/// When to ping the watchdog: at a third of its timeout, never while a loop is stalled.
+#[derive(Debug)]
+pub struct WatchdogPings {
+    every: Duration,
+    last: Option<Instant>,
+}
+
+impl WatchdogPings {
+    /// Pings for a watchdog that fires after `timeout` without one.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            every: timeout / 3,
+            last: None,
+        }
+    }
+
+    /// Whether to ping now; records the ping when it says yes.
+    pub fn due(&mut self, stalled: bool) -> bool {
+        if stalled || self.last.is_some_and(|at| at.elapsed() < self.every) {
+            return false;
+        }
+        self.last = Some(Instant::now());
+        true
     }
 }
 
@@ -97,4 +122,35 @@ fn status_line(health: &Health, stalled: Option<(&'static str, Duration)>) -> St
         line.push_str(&format!(", {name} stalled for {}s", age.as_secs()));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::{Heartbeats, LOOP_WORKERS};
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_is_pinged_only_while_every_loop_makes_progress() {
+        let heartbeats = Heartbeats::default();
+        let worker = heartbeats.register(LOOP_WORKERS);
+        let stall_after = Duration::from_secs(10);
+        let mut pings = WatchdogPings::new(Duration::from_secs(30));
+        let mut sent = Vec::new();
+
+        // 60 s of progress, then the worker stops beating for 60 s, then resumes.
+        for second in 0..180u64 {
+            if !(60..120).contains(&second) {
+                worker.beat();
+            }
+            if pings.due(heartbeats.stalled(stall_after).is_some()) {
+                sent.push(second);
+            }
+            tokio::time::sleep(TICK).await;
+        }
+
+        assert_eq!(
+            sent,
+            vec![0, 10, 20, 30, 40, 50, 60, 120, 130, 140, 150, 160, 170]
+        );
+    }
 }

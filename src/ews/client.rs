@@ -178,10 +178,13 @@ impl EwsClient {
         affinity: &Affinity,
     ) -> Result<SubscriptionId, EwsError> {
         let body = requests::subscribe_streaming(&self.context(mailbox));
-        let response = self
-            .call(Operation::Subscribe, body, self.group_route(affinity))
-            .await?;
-        xml::parse_subscribe(&response)
+        self.call(
+            Operation::Subscribe,
+            body,
+            self.group_route(affinity),
+            xml::parse_subscribe,
+        )
+        .await
     }
 
     /// Ends a subscription; one that no longer exists counts as ended.
@@ -196,10 +199,13 @@ impl EwsClient {
         id: &SubscriptionId,
     ) -> Result<(), EwsError> {
         let body = requests::unsubscribe(&self.context(mailbox), id);
-        let response = self
-            .call(Operation::Unsubscribe, body, self.group_route(affinity))
-            .await?;
-        xml::parse_unsubscribe(&response)
+        self.call(
+            Operation::Unsubscribe,
+            body,
+            self.group_route(affinity),
+            xml::parse_unsubscribe,
+        )
+        .await
     }
 
     /// Opens one streaming connection for up to 200 subscriptions (impersonating the anchor).
@@ -446,13 +452,16 @@ impl EwsClient {
     }
 
     /// Sends a non-streaming request under a permit and the request timeout, and
-    /// returns the body of a 200 answer.
-    pub(super) async fn call(
+    /// parses the body of a 200 answer with `parse`. The request is counted by the
+    /// outcome of both, so an error inside a response message (ErrorServerBusy with
+    /// HTTP 200) counts as that error, not as a success.
+    pub(super) async fn call<T>(
         &self,
         operation: Operation,
         body: String,
         route: Route<'_>,
-    ) -> Result<Bytes, EwsError> {
+        parse: impl FnOnce(&[u8]) -> Result<T, EwsError>,
+    ) -> Result<T, EwsError> {
         // The semaphore is never closed, so acquiring cannot fail.
         let _permit = self
             .inner
@@ -476,7 +485,8 @@ impl EwsClient {
         let result = tokio::time::timeout(self.inner.config.request_timeout, exchange)
             .await
             .map_err(|_| EwsError::Timeout)
-            .and_then(|result| result);
+            .and_then(|result| result)
+            .and_then(|body| parse(&body));
         record(operation, started, result.as_ref().err());
         if let Err(err) = &result {
             self.note_throttle(err);
@@ -498,17 +508,8 @@ impl EwsClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = match self.call(operation, body.to_owned(), route).await {
-                Ok(response) => {
-                    let parsed = parse(&response);
-                    // A throttle inside a response message closes the gate as well.
-                    if let Err(err) = &parsed {
-                        self.note_throttle(err);
-                    }
-                    parsed
-                }
-                Err(err) => Err(err),
-            };
+            // A throttle inside a response message closes the gate as well (`call`).
+            let result = self.call(operation, body.to_owned(), route, &parse).await;
             match result {
                 Err(err) if attempt < MAX_READ_ATTEMPTS && retries_read(&err) => {
                     tracing::debug!(

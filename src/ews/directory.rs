@@ -24,10 +24,13 @@ impl EwsClient {
         entry: &str,
     ) -> Result<Vec<Person>, EwsError> {
         let body = requests::resolve_names(&self.context(acting_as), entry);
-        let response = self
-            .call(Operation::ResolveNames, body, self.mailbox_route(acting_as))
-            .await?;
-        xml::parse_resolve_names(&response)
+        self.call(
+            Operation::ResolveNames,
+            body,
+            self.mailbox_route(acting_as),
+            xml::parse_resolve_names,
+        )
+        .await
     }
 
     /// Sends a mail (CreateItem, SendOnly) as `acting_as` when impersonation is on,
@@ -42,10 +45,13 @@ impl EwsClient {
         mail: &OutgoingMail,
     ) -> Result<(), EwsError> {
         let body = requests::send_message(&self.context(acting_as), mail);
-        let response = self
-            .call(Operation::CreateItem, body, self.mailbox_route(acting_as))
-            .await?;
-        xml::parse_create_item(&response)
+        self.call(
+            Operation::CreateItem,
+            body,
+            self.mailbox_route(acting_as),
+            xml::parse_create_item,
+        )
+        .await
     }
 
     /// The organisation's room lists.
@@ -58,10 +64,13 @@ impl EwsClient {
         acting_as: &MailboxAddress,
     ) -> Result<Vec<Person>, EwsError> {
         let body = requests::get_room_lists(&self.context(acting_as));
-        let response = self
-            .call(Operation::GetRoomLists, body, self.mailbox_route(acting_as))
-            .await?;
-        xml::parse_get_room_lists(&response)
+        self.call(
+            Operation::GetRoomLists,
+            body,
+            self.mailbox_route(acting_as),
+            xml::parse_get_room_lists,
+        )
+        .await
     }
 
     /// The rooms of one room list; every entry has an email address.
@@ -75,10 +84,13 @@ impl EwsClient {
         room_list: &MailboxAddress,
     ) -> Result<Vec<Person>, EwsError> {
         let body = requests::get_rooms(&self.context(acting_as), room_list);
-        let response = self
-            .call(Operation::GetRooms, body, self.mailbox_route(acting_as))
-            .await?;
-        xml::parse_get_rooms(&response)
+        self.call(
+            Operation::GetRooms,
+            body,
+            self.mailbox_route(acting_as),
+            xml::parse_get_rooms,
+        )
+        .await
     }
 
     /// Asks SOAP Autodiscover at `autodiscover_url` for the EWS URLs and grouping
@@ -109,8 +121,14 @@ impl EwsClient {
             anchor: None,
             affinity: None,
         };
-        let response = self.call(Operation::GetUserSettings, body, route).await?;
-        let results = xml::parse_get_user_settings(&response)?;
+        let results = self
+            .call(
+                Operation::GetUserSettings,
+                body,
+                route,
+                xml::parse_get_user_settings,
+            )
+            .await?;
         if results.len() != mailboxes.len() {
             return Err(EwsError::Malformed(format!(
                 "{} autodiscover answers for {} mailboxes",

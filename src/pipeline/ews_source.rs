@@ -1,8 +1,15 @@
 //! EWS as a [`CalendarSource`]: SyncFolderItems for changes, GetItem for items.
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::{CalendarItem, ItemId, MailboxAddress, SyncPage, SyncState};
 use crate::ews::{EwsClient, EwsError, ItemError};
-use crate::pipeline::source::{CalendarSource, SourceError};
+use crate::pipeline::source::{CalendarSource, SourceError, ViewEntry, ViewPage};
+
+/// A calendar view entry without a UID cannot be compared with the table.
+#[derive(Debug, thiserror::Error)]
+#[error("a calendar view entry has no UID")]
+struct EntryWithoutUid;
 
 impl CalendarSource for EwsClient {
     async fn sync_changes(
@@ -38,6 +45,41 @@ impl CalendarSource for EwsClient {
             }
         }
         Ok(items)
+    }
+
+    async fn calendar_view(
+        &self,
+        mailbox: &MailboxAddress,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        max_entries: u32,
+    ) -> Result<ViewPage, SourceError> {
+        let view = self
+            .find_calendar_view(mailbox, from, to, max_entries)
+            .await
+            .map_err(classify)?;
+        let mut entries = Vec::with_capacity(view.items.len());
+        for item in view.items {
+            let Some(uid) = item.summary.uid else {
+                return Err(SourceError::Transient {
+                    source: Box::new(EntryWithoutUid),
+                });
+            };
+            entries.push(ViewEntry {
+                uid,
+                item_id: item.summary.item_id,
+                occurrence_start: item.recurrence_id,
+                subject: item.subject.unwrap_or_default(),
+                start: item.start,
+                end: item.end,
+                is_all_day: item.is_all_day,
+                is_cancelled: item.is_cancelled,
+            });
+        }
+        Ok(ViewPage {
+            entries,
+            complete: view.includes_last_item_in_range,
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod ews_source;
 pub mod listener;
 pub mod queue;
+pub mod resync;
 pub mod rooms;
 pub mod source;
 pub mod worker;

@@ -61,7 +61,9 @@ struct Entry {
 struct State {
     entries: HashMap<MailboxAddress, Entry>,
     order: VecDeque<MailboxAddress>,
-    in_flight: HashSet<MailboxAddress>,
+    /// Mailboxes a worker holds, with the first event of the entry it took (the
+    /// change is not committed until the worker calls `done`).
+    in_flight: HashMap<MailboxAddress, Instant>,
     closed: bool,
 }
 
@@ -147,12 +149,19 @@ impl WorkQueue {
             return;
         }
         let ready_at = Instant::now() + delay;
+        // A retry of the held mailbox keeps the age of the changes it still owes.
+        let first_event_at = state
+            .in_flight
+            .get(mailbox)
+            .copied()
+            .unwrap_or_else(Instant::now);
         if let Some(entry) = state.entries.get_mut(mailbox) {
             entry.ready_at = entry.ready_at.max(ready_at);
+            entry.first_event_at = entry.first_event_at.min(first_event_at);
             merge(entry, None, reason);
         } else {
             let mut entry = Entry {
-                first_event_at: Instant::now(),
+                first_event_at,
                 ready_at,
                 items: HashSet::new(),
                 reasons: Vec::new(),
@@ -235,12 +244,15 @@ impl WorkQueue {
         state.entries.is_empty() && state.in_flight.is_empty()
     }
 
-    /// When the oldest waiting entry got its first event.
+    /// When the oldest change not committed yet arrived: the first event of the
+    /// oldest entry, waiting or held by a worker.
     pub fn oldest_event_at(&self) -> Option<Instant> {
-        self.lock()
+        let state = self.lock();
+        state
             .entries
             .values()
             .map(|entry| entry.first_event_at)
+            .chain(state.in_flight.values().copied())
             .min()
     }
 
@@ -282,7 +294,7 @@ fn take_ready(
     let mut next_ready: Option<Instant> = None;
     let mut found = None;
     for (position, mailbox) in state.order.iter().enumerate() {
-        if state.in_flight.contains(mailbox) {
+        if state.in_flight.contains_key(mailbox) {
             continue;
         }
         let Some(entry) = state.entries.get(mailbox) else {
@@ -305,7 +317,9 @@ fn take_ready(
         .entries
         .remove(&mailbox)
         .expect("every queued mailbox has an entry");
-    state.in_flight.insert(mailbox.clone());
+    state
+        .in_flight
+        .insert(mailbox.clone(), entry.first_event_at);
     Ok(WorkItem {
         mailbox,
         item_hints: entry.items.into_iter().collect(),
@@ -461,6 +475,27 @@ mod tests {
         assert_eq!(first.mailbox, mailbox("a@x"));
         assert_eq!(second.mailbox, mailbox("b@x"));
         assert!(Instant::now() - start >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_oldest_change_counts_until_committed_even_across_a_retry() {
+        let queue = WorkQueue::new(4, Duration::ZERO);
+        let start = Instant::now();
+        queue
+            .push(&mailbox("a@x"), None, Reason::Event)
+            .await
+            .unwrap();
+
+        let work = queue.pop().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(queue.oldest_event_at(), Some(start), "held by a worker");
+        queue.retry(&work.mailbox, Reason::CatchUp, Duration::from_secs(1));
+        queue.done(&work.mailbox);
+        assert_eq!(queue.oldest_event_at(), Some(start), "queued for a retry");
+
+        let again = queue.pop().await.unwrap();
+        queue.done(&again.mailbox);
+        assert_eq!(queue.oldest_event_at(), None, "committed");
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,6 +9,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::{CalendarItem, ItemId, MailboxAddress, SyncPage, SyncState};
 
 /// Any error a source wraps.
@@ -45,6 +47,37 @@ pub enum SourceError {
     },
 }
 
+/// One meeting as a calendar view shows it: a single meeting, an occurrence or an
+/// exception, with the fields the table is compared on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewEntry {
+    /// iCalendar UID.
+    pub uid: String,
+    /// The entry's item id (an occurrence's own id for occurrences).
+    pub item_id: ItemId,
+    /// Original start of an occurrence or exception; `None` for a single meeting.
+    pub occurrence_start: Option<DateTime<Utc>>,
+    /// Subject line.
+    pub subject: String,
+    /// Start.
+    pub start: DateTime<Utc>,
+    /// End.
+    pub end: DateTime<Utc>,
+    /// All-day meeting.
+    pub is_all_day: bool,
+    /// Cancelled by the organizer.
+    pub is_cancelled: bool,
+}
+
+/// The entries of a calendar view over a time range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewPage {
+    /// The entries returned.
+    pub entries: Vec<ViewEntry>,
+    /// `false` when the view was cut at the maximum: split the range and ask again.
+    pub complete: bool,
+}
+
 /// Reads changes and items of one mailbox's calendar.
 pub trait CalendarSource: Send + Sync + 'static {
     /// The changes since `checkpoint` (all items when `None`), at most `max_changes`.
@@ -61,4 +94,13 @@ pub trait CalendarSource: Send + Sync + 'static {
         mailbox: &MailboxAddress,
         ids: &[ItemId],
     ) -> impl Future<Output = Result<Vec<Option<CalendarItem>>, SourceError>> + Send;
+
+    /// Every meeting overlapping `[from, to)`, expanded (at most `max_entries`).
+    fn calendar_view(
+        &self,
+        mailbox: &MailboxAddress,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        max_entries: u32,
+    ) -> impl Future<Output = Result<ViewPage, SourceError>> + Send;
 }

@@ -118,10 +118,12 @@ impl<S: CalendarSource> Workers<S> {
                     let attempt = failures.entry(work.mailbox.clone()).or_insert(0);
                     *attempt += 1;
                     let delay = self.handle_failure(&room, &err, *attempt).await;
-                    self.queue.done(&work.mailbox);
+                    // Retry before `done`, so the new entry keeps the age of the
+                    // changes this pass failed to commit.
                     if let Some(delay) = delay {
                         self.queue.retry(&work.mailbox, Reason::CatchUp, delay);
                     }
+                    self.queue.done(&work.mailbox);
                 }
                 None => {
                     // Shutting down mid-pass: nothing was committed, so the stored
@@ -226,9 +228,14 @@ impl<S: CalendarSource> Workers<S> {
     ) -> Result<ApplyOutcome, PassError> {
         let mut to_fetch: Vec<ItemId> = Vec::new();
         let mut removed: Vec<ItemId> = Vec::new();
+        let mut listed: HashMap<ItemId, DateTime<Utc>> = HashMap::new();
         for change in changes {
             match change {
                 SyncChange::Create(summary) | SyncChange::Update(summary) => {
+                    if let Some(at) = summary.last_modified {
+                        let newest = listed.entry(summary.item_id.clone()).or_insert(at);
+                        *newest = (*newest).max(at);
+                    }
                     if !to_fetch.contains(&summary.item_id) {
                         to_fetch.push(summary.item_id);
                     }
@@ -240,7 +247,18 @@ impl<S: CalendarSource> Workers<S> {
         let mut items = Vec::with_capacity(fetched.len());
         for (item_id, item) in to_fetch.into_iter().zip(fetched) {
             match item {
-                Some(item) => items.push(item),
+                Some(item) => {
+                    // A lagging replica answered with a version older than the change
+                    // list promised: committing would advance the checkpoint past
+                    // the newer version for good, so the page is tried again later.
+                    if listed
+                        .get(&item_id)
+                        .is_some_and(|at| item.last_modified < *at)
+                    {
+                        return Err(PassError::StaleRead { item_id });
+                    }
+                    items.push(item);
+                }
                 // Gone between the change list and the fetch: a removal.
                 None => removed.push(item_id),
             }
@@ -268,7 +286,7 @@ impl<S: CalendarSource> Workers<S> {
         Ok(self.store.apply(&batch).await?)
     }
 
-    async fn fetch(
+    pub(crate) async fn fetch(
         &self,
         mailbox: &MailboxAddress,
         ids: &[ItemId],
@@ -285,7 +303,7 @@ impl<S: CalendarSource> Workers<S> {
     }
 
     /// Fetches the modified occurrences of every series (for their own subjects).
-    async fn fetch_exceptions(
+    pub(crate) async fn fetch_exceptions(
         &self,
         mailbox: &MailboxAddress,
         items: &[CalendarItem],
@@ -379,6 +397,12 @@ pub enum PassError {
     /// Reading or writing the database failed.
     #[error("the database failed")]
     Store(#[from] StoreError),
+    /// The source returned an item older than its change list said it was.
+    #[error("an item was fetched in an older version than listed")]
+    StaleRead {
+        /// The item.
+        item_id: ItemId,
+    },
 }
 
 impl PassError {
@@ -388,6 +412,7 @@ impl PassError {
             Self::Source(_) => "source_error",
             Self::Store(StoreError::CheckpointMoved { .. }) => "checkpoint_moved",
             Self::Store(_) => "store_error",
+            Self::StaleRead { .. } => "stale_read",
         }
     }
 }

@@ -95,6 +95,13 @@ pub enum Fault {
         /// Share of responses cut, 0..=1.
         rate: f64,
     },
+    /// A stale replica: a share of GetItem answers for singles and masters carry an
+    /// older version of the item (an earlier LastModifiedTime, another ChangeKey and
+    /// subject) than the change log listed.
+    StaleReads {
+        /// Share of items served stale, 0..=1.
+        rate: f64,
+    },
     /// A mailbox move: its subscriptions die with ErrorInvalidSubscription
     /// (MailboxMoveStarted), requests get ErrorMailboxMoveInProgress for a while, then
     /// the mailbox has a new back end (new GroupingInformation).
@@ -123,6 +130,7 @@ impl Fault {
             Self::HttpStatus { .. } => "http_status",
             Self::Latency { .. } => "latency",
             Self::TruncateResponses { .. } => "truncate_responses",
+            Self::StaleReads { .. } => "stale_reads",
             Self::MailboxMove { .. } => "mailbox_move",
         }
     }
@@ -175,6 +183,7 @@ struct State {
     http_status: Option<(u16, f64, Vec<String>)>,
     latency: Option<(Duration, Vec<String>)>,
     truncate_rate: f64,
+    stale_rate: f64,
     moves: HashMap<MailboxAddress, Move>,
     injected: Vec<Fault>,
 }
@@ -243,6 +252,7 @@ impl Faults {
                 state.latency = Some((Duration::from_millis(*ms), operations.clone()));
             }
             Fault::TruncateResponses { rate } => state.truncate_rate = *rate,
+            Fault::StaleReads { rate } => state.stale_rate = *rate,
             Fault::MailboxMove { email, duration_s } => {
                 let length = duration_s.map_or(DEFAULT_MOVE_DURATION, Duration::from_secs);
                 state.moves.insert(
@@ -301,6 +311,12 @@ impl Faults {
             cut -= 1;
         }
         body[..cut].to_owned()
+    }
+
+    /// Whether the next GetItem answer for one item is served from a stale replica.
+    pub fn stale_read(&self) -> bool {
+        let rate = lock(&self.state).stale_rate;
+        rate > 0.0 && hit(rate)
     }
 
     /// The current stream faults.

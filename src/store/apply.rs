@@ -237,6 +237,11 @@ const COMPLETE_INITIAL_SYNC: &str = "\
         initial_sync_error = NULL, updated_at = now() \
     WHERE id = $1";
 
+/// Audit origin of a sync pass (stream events and catch-ups both run one).
+pub(super) const ORIGIN_SYNC: &str = "sync";
+/// Audit origin of a resync rewrite.
+pub(super) const ORIGIN_RESYNC: &str = "resync";
+
 impl PgStore {
     /// The one write path: writes a batch in one transaction and returns what
     /// happened.
@@ -259,7 +264,7 @@ impl PgStore {
                 let outcome = if self.dry_run {
                     plan::apply_dry(&mut tx, batch, attempt > 0, &self.routing).await?
                 } else {
-                    apply_in(&tx, batch, attempt > 0, &self.routing).await?
+                    apply_in(&tx, batch, attempt > 0, &self.routing, ORIGIN_SYNC).await?
                 };
                 tx.commit().await?;
                 Ok(outcome)
@@ -285,6 +290,7 @@ pub(super) async fn apply_in(
     batch: &MailboxBatch,
     retry: bool,
     routing: &IssueRouting,
+    origin: &str,
 ) -> Result<ApplyOutcome, StoreError> {
     let room = batch.room_id;
     lock_checkpoint(tx, batch, retry).await?;
@@ -329,7 +335,7 @@ pub(super) async fn apply_in(
             .await?;
     }
 
-    let issues = effects::record(tx, batch, before, routing, "sync").await?;
+    let issues = effects::record(tx, batch, before, routing, origin).await?;
     if issues > 0 {
         tracing::debug!(room_id = room.0, issues, "Found out-of-sync issues");
     }

@@ -54,7 +54,7 @@ impl PgStore {
     }
 }
 
-fn meeting_row(row: &tokio_postgres::Row) -> Result<MeetingRow, tokio_postgres::Error> {
+pub(super) fn meeting_row(row: &tokio_postgres::Row) -> Result<MeetingRow, tokio_postgres::Error> {
     Ok(MeetingRow {
         id: row.try_get("id")?,
         room_id: RoomId(row.try_get("room_id")?),

@@ -46,8 +46,13 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 3,
-        name: "V3__services_issues_audit",
-        sql: include_str!("../../schema/V3__services_issues_audit.sql"),
+        name: "V3__resync_notes",
+        sql: include_str!("../../schema/V3__resync_notes.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "V4__services_issues_audit",
+        sql: include_str!("../../schema/V4__services_issues_audit.sql"),
     },
 ];
 

@@ -21,6 +21,8 @@ mod migrations;
 mod outbox;
 mod plan;
 mod reconcile;
+mod resync;
+mod room_admin;
 mod rooms;
 mod sql_enum;
 
@@ -44,6 +46,8 @@ pub use error::{BoxError, StoreError};
 pub use migrations::SchemaStatus;
 pub use outbox::{DueDigest, IssueAudience, PendingIssue};
 pub use plan::{PlanSummary, PlannedEmail};
+pub use resync::Rewrite;
+pub use room_admin::CoexistenceChange;
 pub use rooms::RoomStatus;
 
 /// Database id of a room.

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use deadpool_postgres::Transaction;
 use serde::Serialize;
 
-use super::apply::{apply_in, ApplyOutcome, MailboxBatch};
+use super::apply::{apply_in, ApplyOutcome, MailboxBatch, ORIGIN_SYNC};
 use super::effects::IssueRouting;
 use super::{strip_nul, PgStore, RoomId, StoreError};
 use crate::domain::{ItemId, SyncState};
@@ -160,7 +160,7 @@ pub(super) async fn apply_dry(
         .await?;
     let audit_mark: i64 = savepoint.query_one(AUDIT_MARK, &[]).await?.try_get(0)?;
     let issues_mark: i64 = savepoint.query_one(ISSUES_MARK, &[]).await?.try_get(0)?;
-    let outcome = apply_in(&savepoint, &live, false, routing).await?;
+    let outcome = apply_in(&savepoint, &live, false, routing, ORIGIN_SYNC).await?;
     let rows = savepoint.query(DECIDED_ROWS, &[&audit_mark]).await?;
     let issues = savepoint.query(DECIDED_ISSUES, &[&issues_mark]).await?;
     savepoint.rollback().await?;

@@ -27,6 +27,18 @@ pub struct RoomStatus {
     pub last_error_at: Option<DateTime<Utc>>,
     /// Confirmed meetings of the room.
     pub confirmed_meetings: i64,
+    /// Whether the booking system treats the room as coexisting with Exchange.
+    pub coexistence_enabled: bool,
+    /// Why the initial sync failed, when it did.
+    pub initial_sync_error: Option<String>,
+    /// When the last incremental or full resync succeeded.
+    pub last_resync_at: Option<DateTime<Utc>>,
+    /// When the last full reconciliation succeeded.
+    pub last_full_resync_at: Option<DateTime<Utc>>,
+    /// Differences full reconciliations found and repaired, in total.
+    pub drift_repaired: i64,
+    /// Confirmed meetings whose organizer is not a known user.
+    pub unknown_organizers: i64,
 }
 
 impl PgStore {
@@ -302,7 +314,12 @@ impl PgStore {
                 s.sync_state IS NOT NULL, s.subscription_id, s.last_event_at, \
                 s.last_sync_at, s.last_error, s.last_error_at, \
                 (SELECT count(*) FROM meetings m \
-                 WHERE m.room_id = r.id AND m.status = 'confirmed') \
+                 WHERE m.room_id = r.id AND m.status = 'confirmed'), \
+                r.coexistence_enabled, r.initial_sync_error, s.last_resync_at, \
+                s.last_full_resync_at, coalesce(s.drift_repaired, 0), \
+                (SELECT count(*) FROM meetings m \
+                 WHERE m.room_id = r.id AND m.status = 'confirmed' \
+                   AND m.organizer_email IS NOT NULL AND m.organizer_user_id IS NULL) \
             FROM rooms r LEFT JOIN mailbox_sync s ON s.room_id = r.id \
             ORDER BY r.id";
         let rows = self
@@ -325,6 +342,12 @@ impl PgStore {
                     last_error: row.try_get(9)?,
                     last_error_at: row.try_get(10)?,
                     confirmed_meetings: row.try_get(11)?,
+                    coexistence_enabled: row.try_get(12)?,
+                    initial_sync_error: row.try_get(13)?,
+                    last_resync_at: row.try_get(14)?,
+                    last_full_resync_at: row.try_get(15)?,
+                    drift_repaired: row.try_get(16)?,
+                    unknown_organizers: row.try_get(17)?,
                 })
             })
             .collect::<Result<_, tokio_postgres::Error>>()

@@ -64,6 +64,30 @@ async fn row02_a_black_holed_link_is_detected_by_the_watchdog_and_reconnected() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row03_high_latency_slows_the_sync_without_a_reconnect_storm() {
+    let row = FaultRow::start("3", RowOptions::default()).await;
+    let before = row.ews.accepted();
+
+    row.app.control.inject_fault(Fault::Latency {
+        ms: 1500,
+        operations: Vec::new(),
+    });
+    let workload = row.workload();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let connections = row.ews.accepted() - before;
+    let report = row.finish(workload).await;
+
+    report.assert_passed();
+    // New connections only for requests in parallel (the cap) and the stream,
+    // with room for the pool replacing some; a reconnect storm makes hundreds.
+    let cap = row.app.config.exchange.max_concurrent_requests as u64;
+    assert!(
+        connections <= 2 * cap + 4,
+        "{connections} connections: no reconnect storm"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row04_a_stream_sliced_into_five_byte_pieces_is_framed_correctly() {
     let row = FaultRow::start("4", RowOptions::default()).await;
 
@@ -93,6 +117,31 @@ async fn row05_responses_cut_inside_the_xml_are_retried_and_never_half_applied()
 
     report.assert_passed();
     assert!(row.ews.cuts() > 0, "connections were cut");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row06_a_full_resync_over_a_slow_link_keeps_making_progress() {
+    let mut row = FaultRow::start(
+        "6",
+        RowOptions {
+            in_process: false,
+            ..RowOptions::default()
+        },
+    )
+    .await;
+    // Calendars filled before the service runs: its first passes are full syncs.
+    row.workload().await.expect("a first workload");
+
+    row.ews.set(Mode::Slice {
+        bytes: 256,
+        delay: Duration::from_millis(1),
+    });
+    row.app.start().await;
+    row.ews.set(Mode::Pass);
+    let workload = row.workload();
+    let report = row.finish(workload).await;
+
+    report.assert_passed();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,6 +355,28 @@ async fn row14_every_notification_twice_still_gives_one_row_per_meeting() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row20_an_endpoint_refusing_connections_is_backed_off_and_recovered_from() {
+    let row = FaultRow::start("20", RowOptions::default()).await;
+
+    let workload = row.workload();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    row.ews.set(Mode::Refuse);
+    let before = row.ews.accepted();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let attempts = row.ews.accepted() - before;
+    row.ews.set(Mode::Pass);
+    let report = row.finish(workload).await;
+
+    report.assert_passed();
+    // Back-off keeps the attempts well below one per worker per 100 ms.
+    let workers = row.app.config.pipeline.workers as u64;
+    assert!(
+        attempts < workers * 50,
+        "{attempts} connection attempts in 5 s: no hot retry loop"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mailbox_move_in_progress_is_waited_out_and_the_room_resubscribed() {
     let row = FaultRow::start("move", RowOptions::default()).await;
     let room = booking_sync::domain::MailboxAddress::new("room-005@contoso.example");
@@ -326,4 +397,18 @@ async fn a_mailbox_move_in_progress_is_waited_out_and_the_room_resubscribed() {
         stats.subscriptions, 50,
         "every room, the moved one too, is subscribed once"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row15_an_older_version_from_a_lagging_replica_is_never_kept() {
+    let row = FaultRow::start("15", RowOptions::default()).await;
+
+    row.app
+        .control
+        .inject_fault(Fault::StaleReads { rate: 0.3 });
+    let workload = row.workload();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = row.finish(workload).await;
+
+    report.assert_passed();
 }

@@ -2,6 +2,8 @@
 
 mod audit;
 mod bad_input;
+mod calendar_shapes;
+mod cli_rooms;
 mod deploy;
 mod dry_run;
 mod ews_client;
@@ -12,6 +14,7 @@ mod faults_process;
 mod notify;
 mod pipeline;
 mod process;
+mod resync;
 mod rules;
 mod service_ops;
 mod sim_core;

@@ -10,9 +10,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use booking_sync::domain::MailboxAddress;
+use booking_sync::ews::{EwsAuth, EwsClient, EwsConfig, EwsError};
+use booking_sync::health;
 use booking_sync::metrics as m;
 use booking_sync::sim::auth::{AuthConfig, AuthMode, BasicAccount, ImpersonationScope};
-use booking_sync::sim::{NewAppointment, Workload, WorkloadMix};
+use booking_sync::sim::limits::{LimitsConfig, RequestBudget};
+use booking_sync::sim::{NewAppointment, SimConfig, Simulator, Workload, WorkloadMix};
 use chrono::{Duration as Span, Utc};
 use tokio::time::Instant;
 
@@ -82,6 +86,60 @@ async fn a_scrape_after_a_workload_passes_promtool_and_carries_every_metric() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_busy_inside_a_response_message_counts_as_a_throttled_request() {
+    let metrics = booking_sync::app::metrics_handle();
+    let sim = Simulator::start(SimConfig {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        rooms: 1,
+        users: 1,
+        limits: LimitsConfig {
+            request_budget: Some(RequestBudget {
+                requests: 1,
+                window: Duration::from_secs(600),
+                backoff: Duration::from_millis(20),
+                in_message_operations: vec!["FindItem".to_owned()],
+            }),
+            ..LimitsConfig::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    let client = EwsClient::new(EwsConfig {
+        url: sim.ews_url(),
+        auth: EwsAuth::None,
+        impersonation: true,
+        server_version: "Exchange2013_SP1".to_owned(),
+        request_timeout: Duration::from_secs(10),
+        max_concurrent_requests: 1,
+        user_agent: "booking-sync/test".to_owned(),
+    })
+    .expect("client");
+    let room = MailboxAddress::new(ROOM);
+    let throttled = "booking_sync_ews_requests_total{operation=\"FindItem\",outcome=\"throttled\"}";
+    let backoffs = format!("{}{{operation=\"FindItem\"}}", m::EWS_THROTTLED);
+    let before = metric_value(&metrics.render(), throttled);
+    let backoffs_before = metric_value(&metrics.render(), &backoffs);
+    client
+        .get_calendar_folder(&room)
+        .await
+        .expect("the budget allows one request");
+
+    let result = client
+        .find_calendar_view(&room, Utc::now(), Utc::now() + Span::days(1), 10)
+        .await;
+
+    assert!(
+        matches!(result, Err(EwsError::Throttled { .. })),
+        "{result:?}"
+    );
+    let scrape = metrics.render();
+    assert!(metric_value(&scrape, throttled) >= before + 1.0, "{scrape}");
+    assert!(metric_value(&scrape, &backoffs) >= backoffs_before + 1.0);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_turns_503_while_the_database_is_cut_off_and_200_when_it_is_back() {
     let mut app = TestApp::prepare(TestOptions::default()).await;
     let admin: tokio_postgres::Config = app.db.url.parse().expect("a database URL");
@@ -115,6 +173,28 @@ async fn readiness_turns_503_while_the_database_is_cut_off_and_200_when_it_is_ba
     let (status, body) = wait_for_status(&url, 200).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("3 of 3"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_turns_503_while_a_core_loop_task_makes_no_progress() {
+    let mut app = TestApp::prepare(TestOptions::default()).await;
+    app.config.pipeline.stall_timeout = Duration::from_secs(5);
+    app.start().await;
+    let service = app.service.as_ref().expect("running");
+    let url = format!("http://{}/readyz", service.http_addr);
+    assert_eq!(get(&url).await.0, 200);
+
+    // A worker task that hangs: registered, never beating again.
+    let stuck = service.health.heartbeats.register(health::LOOP_WORKERS);
+    let (status, body) = wait_for_status(&url, 503).await;
+    assert_eq!(status, 503);
+    assert!(
+        body.starts_with("core loop workers made no progress"),
+        "{body}"
+    );
+
+    drop(stuck);
+    assert_eq!(wait_for_status(&url, 200).await.0, 200);
 }
 
 async fn wait_for_status(url: &str, wanted: u16) -> (u16, String) {
@@ -342,6 +422,16 @@ async fn under_systemd_it_reports_ready_status_watchdog_and_stopping_in_order() 
         })
         .await;
     assert!(!messages.iter().any(|m| m == "STOPPING=1"), "{messages:?}");
+    // The process's own gauges agree with what it told systemd.
+    let metrics_url = format!("http://{}/metrics", service.http_addr().await);
+    wait_for_metric(&metrics_url, m::READY, 1.0).await;
+    wait_for_metric(&metrics_url, m::SUBSCRIPTIONS_ACTIVE, 3.0).await;
+    wait_for_metric(
+        &metrics_url,
+        &format!("{}{{state=\"complete\"}}", m::ROOMS_BY_INITIAL_SYNC),
+        3.0,
+    )
+    .await;
     service.terminate();
     let status = service.wait_exit(Duration::from_secs(30)).await;
 
@@ -375,7 +465,12 @@ async fn under_systemd_it_reports_ready_status_watchdog_and_stopping_in_order() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_burst_exits_zero_with_every_accepted_change_committed() {
     const ACCEPTED: i64 = 40;
-    let app = TestApp::prepare(TestOptions::default()).await;
+    // Without duplicate events, one "created" event stands for one booking.
+    let app = TestApp::prepare(TestOptions {
+        duplicate_event_ratio: 0.0,
+        ..TestOptions::default()
+    })
+    .await;
     let dir = tempfile::tempdir().expect("temp dir");
     let config = write_config(&app, dir.path(), "");
     let mut service = ServiceProcess::spawn(&config, &[]);

@@ -27,6 +27,13 @@ fn lookup_outcome(error: LookupError) -> MessageOutcome {
     }
 }
 
+/// Turns a snapshot into the version a lagging replica would still hold.
+fn age(snapshot: &mut ItemSnapshot) {
+    snapshot.last_modified -= Duration::seconds(1);
+    snapshot.change_key = format!("{}-stale", snapshot.change_key);
+    snapshot.subject = format!("{} (stale replica)", snapshot.subject);
+}
+
 /// GetItem: one response message per requested id, in order.
 pub(super) fn get_item(state: &Arc<SimState>, operation: &Element) -> Response {
     let shape = Shape::parse(operation.child(Ns::Messages, "ItemShape"));
@@ -61,7 +68,13 @@ pub(super) fn get_item(state: &Arc<SimState>, operation: &Element) -> Response {
             _ => Err(LookupError::Malformed),
         };
         match result {
-            Ok((_, snapshot)) => {
+            Ok((_, mut snapshot)) => {
+                // Only items the change log lists (singles and masters) lag: a stale
+                // occurrence or exception cannot be told from a current one by its
+                // client until ModifiedOccurrences carries change keys.
+                if snapshot.recurrence_id.is_none() && state.faults.stale_read() {
+                    age(&mut snapshot);
+                }
                 writer.open_message("GetItemResponseMessage", &MessageOutcome::Success);
                 writer.open_m("Items", &[]);
                 write_calendar_item(&mut writer, &snapshot, &shape, Purpose::Get);

@@ -31,6 +31,9 @@ pub enum Mode {
         /// Pause after each piece.
         delay: Duration,
     },
+    /// Refuse service: open connections are reset and new ones are reset as soon as
+    /// they are accepted, as a stopped server's host would answer.
+    Refuse,
     /// Close a connection (both ways) once `bytes` downstream bytes went through it,
     /// in the middle of whatever the server was sending.
     CutShort {
@@ -98,6 +101,9 @@ impl Proxy {
     /// Switches the mode for open and new connections.
     pub fn set(&self, mode: Mode) {
         self.mode.send_replace(mode);
+        if mode == Mode::Refuse {
+            self.reset_all();
+        }
     }
 
     /// Resets every open connection (RST, no FIN). New connections work as before.
@@ -143,6 +149,10 @@ impl Connection {
     async fn run(&mut self, mut client: TcpStream) {
         // Connections made before the latest reset are not reset by it again.
         self.resets.borrow_and_update();
+        if *self.mode.borrow() == Mode::Refuse {
+            abort(&client);
+            return;
+        }
         let Ok(mut server) = TcpStream::connect(self.upstream).await else {
             abort(&client);
             return;
