@@ -19,14 +19,16 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{Config, ExchangeAuth};
+use crate::domain::MailboxAddress;
 use crate::ews::{EwsAuth, EwsClient, EwsConfig};
 use crate::health::{Health, Heartbeats};
+use crate::notify::{MailSender, Notifier};
 use crate::pipeline::listener::{Listener, ListenerSettings};
 use crate::pipeline::queue::WorkQueue;
 use crate::pipeline::resync::{Resync, ResyncSettings};
 use crate::pipeline::rooms::RoomDirectory;
 use crate::pipeline::worker::{SyncWindow, Workers};
-use crate::store::{PgStore, SchemaStatus};
+use crate::store::{IssueRouting, PgStore, SchemaStatus};
 use crate::{http, metrics as m, supervisor, systemd};
 
 /// The User-Agent the service sends to Exchange (kept stable for allow lists).
@@ -87,7 +89,14 @@ impl Service {
         let metrics = metrics_handle();
         let store = PgStore::connect(&config.database)
             .await
-            .context("connecting to the database")?;
+            .context("connecting to the database")?
+            .with_issue_routing(issue_routing(config));
+        let store = if config.dry_run {
+            info!("Dry run: changes are planned, not written; see `booking-sync plan`");
+            store.into_dry_run()
+        } else {
+            store
+        };
         match store.schema_status().await.context("reading the schema version")? {
             SchemaStatus::Current => {}
             SchemaStatus::Outdated { pending } => bail!(
@@ -161,6 +170,17 @@ impl Service {
             tracker.spawn(async move { resync.run(token).await });
         }
 
+        {
+            let store = store.clone();
+            let retention = config.audit.retention;
+            let token = root.child_token();
+            tracker.spawn(async move { purge_audit(store, retention, token).await });
+        }
+        if let Some(notifier) = build_notifier(config, &store, &ews) {
+            let token = root.child_token();
+            tracker.spawn(async move { notifier.run(token).await });
+        }
+
         let listener = Arc::new(Listener {
             ews,
             store: store.clone(),
@@ -232,6 +252,49 @@ impl Service {
             left_in_queue,
             drained,
         }
+    }
+}
+
+/// Deletes audit entries older than `retention`, hourly, until `cancel` fires.
+async fn purge_audit(store: PgStore, retention: Duration, cancel: CancellationToken) {
+    const EVERY: Duration = Duration::from_secs(3600);
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    loop {
+        let cutoff = chrono::Utc::now().checked_sub_signed(retention);
+        if let (false, Some(cutoff)) = (store.is_dry_run(), cutoff) {
+            match store.purge_audit(cutoff).await {
+                Ok(purged) if purged > 0 => info!(purged, "Purged old audit entries"),
+                Ok(_) => {}
+                Err(err) => warn!(error = %err, "Purging old audit entries failed, retrying later"),
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(EVERY) => {}
+        }
+    }
+}
+
+/// The digest sender, when notifications are on (never in dry-run mode).
+pub fn build_notifier(config: &Config, store: &PgStore, ews: &EwsClient) -> Option<Notifier> {
+    let settings = &config.notifications;
+    let mailbox = settings.sender.as_deref()?;
+    (settings.enabled && !config.dry_run).then(|| Notifier {
+        store: store.clone(),
+        sender: MailSender::Ews {
+            client: ews.clone(),
+            mailbox: MailboxAddress::new(mailbox),
+        },
+        settings: settings.clone(),
+    })
+}
+
+fn issue_routing(config: &Config) -> IssueRouting {
+    let notifications = &config.notifications;
+    IssueRouting {
+        fallback_owner: notifications.fallback_owner.clone(),
+        admin: notifications.admin.clone(),
+        initial_sync_to_users: notifications.initial_sync_to_users,
     }
 }
 

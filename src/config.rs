@@ -13,6 +13,9 @@
 //! This module does not touch the network or the database (so `check-config` stays
 //! offline) and does not read environment variables: finding the file is the CLI's job.
 
+mod audit;
+mod notifications;
+
 use std::fmt;
 use std::fs;
 use std::io;
@@ -25,6 +28,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::logging::{LoggingConfig, RawLogging};
+pub use audit::AuditConfig;
+pub use notifications::NotificationsConfig;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +83,10 @@ pub struct Config {
     pub resync: ResyncConfig,
     /// `[http]`: the metrics and health listener.
     pub http: HttpConfig,
+    /// `[notifications]`: out-of-sync issues and their digests.
+    pub notifications: NotificationsConfig,
+    /// `[audit]`: retention of the audit trail.
+    pub audit: AuditConfig,
     /// `[logging]`: log format and optional file.
     pub logging: LoggingConfig,
     /// Read from Exchange and compute changes, but write nothing to the database.
@@ -278,6 +287,8 @@ impl Config {
             http: HttpConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], defaults::HTTP_PORT)),
             },
+            notifications: NotificationsConfig::default(),
+            audit: AuditConfig::default(),
             logging: LoggingConfig::default(),
             dry_run: false,
         }
@@ -457,6 +468,8 @@ struct RawTop {
     sync: Option<toml::Value>,
     resync: Option<toml::Value>,
     http: Option<toml::Value>,
+    notifications: Option<toml::Value>,
+    audit: Option<toml::Value>,
     logging: Option<toml::Value>,
     dry_run: Option<bool>,
 }
@@ -666,6 +679,13 @@ fn parse(text: &str, base: &Path, credentials: Option<&Path>) -> Result<Config, 
     });
     let logging = logging.map(|raw| crate::logging::validate(&mut problems, raw, base));
 
+    let notifications = notifications::parse(text)
+        .map_err(|found| problems.found.extend(found))
+        .ok();
+    let audit = audit::parse(text)
+        .map_err(|found| problems.found.extend(found))
+        .ok();
+
     match (
         top,
         database,
@@ -693,6 +713,8 @@ fn parse(text: &str, base: &Path, credentials: Option<&Path>) -> Result<Config, 
             sync,
             resync: resync.unwrap_or_default(),
             http,
+            notifications: notifications.unwrap_or_default(),
+            audit: audit.unwrap_or_default(),
             logging,
             dry_run: top.dry_run.unwrap_or(false),
         }),

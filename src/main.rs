@@ -14,7 +14,7 @@ use booking_sync::domain::MailboxAddress;
 use booking_sync::ews::EwsClient;
 use booking_sync::logging::{self, LoggingConfig};
 use booking_sync::sim::{SimConfig, Simulator};
-use booking_sync::store::PgStore;
+use booking_sync::store::{AuditFilter, PgStore};
 use booking_sync::systemd;
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -43,6 +43,33 @@ enum Command {
     },
     /// Apply the database migrations in schema/.
     Migrate,
+    /// Show the changes applied to meetings, newest first.
+    Audit {
+        /// Only this room.
+        #[arg(long)]
+        room: Option<String>,
+        /// Only this meeting (its iCalendar UID).
+        #[arg(long)]
+        meeting: Option<String>,
+        /// Only entries since this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a dry run (dry_run = true) planned: row changes, issues, emails.
+    Plan {
+        /// Only this room.
+        #[arg(long)]
+        room: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration file offline (no network, no database).
     CheckConfig,
     /// Run the whole system on this machine against the bundled Exchange simulator.
@@ -212,6 +239,65 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 for name in applied {
                     println!("applied {name}");
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            room,
+            meeting,
+            since,
+            limit,
+            json,
+        } => {
+            let Some(config) = load_config(cli.config.as_deref())? else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let store = PgStore::connect(&config.database)
+                .await
+                .context("connecting to the database")?;
+            let filter = AuditFilter {
+                room,
+                uid: meeting,
+                since,
+                limit,
+            };
+            let entries = store
+                .audit_entries(&filter)
+                .await
+                .context("reading the audit trail")?;
+            for entry in entries {
+                if json {
+                    println!("{}", serde_json::to_string(&entry)?);
+                } else {
+                    println!(
+                        "{} {} {} {} {} before={} after={}",
+                        entry.at.to_rfc3339(),
+                        entry.room,
+                        entry.action,
+                        entry.origin,
+                        entry.exchange_uid,
+                        entry.before.unwrap_or_default(),
+                        entry.after.unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { room, json } => {
+            let Some(config) = load_config(cli.config.as_deref())? else {
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let store = PgStore::connect(&config.database)
+                .await
+                .context("connecting to the database")?;
+            let summary = store
+                .plan_summary(room.as_deref())
+                .await
+                .context("reading the plan")?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                print!("{summary}");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -57,10 +57,11 @@ pub(super) enum Operation {
     ResolveNames,
     GetRoomLists,
     GetRooms,
+    CreateItem,
 }
 
 impl Operation {
-    const ALL: [Self; 11] = [
+    const ALL: [Self; 12] = [
         Self::Subscribe,
         Self::Unsubscribe,
         Self::GetStreamingEvents,
@@ -72,6 +73,7 @@ impl Operation {
         Self::ResolveNames,
         Self::GetRoomLists,
         Self::GetRooms,
+        Self::CreateItem,
     ];
 
     fn as_str(self) -> &'static str {
@@ -87,6 +89,7 @@ impl Operation {
             Self::ResolveNames => "ResolveNames",
             Self::GetRoomLists => "GetRoomLists",
             Self::GetRooms => "GetRooms",
+            Self::CreateItem => "CreateItem",
         }
     }
 

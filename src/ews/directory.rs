@@ -5,7 +5,7 @@
 
 use super::client::{EwsClient, Operation, Route};
 use super::error::EwsError;
-use super::requests;
+use super::requests::{self, OutgoingMail};
 use super::types::{UserSettings, UserSettingsError};
 use super::xml;
 use crate::domain::{MailboxAddress, Person};
@@ -29,6 +29,27 @@ impl EwsClient {
             body,
             self.mailbox_route(acting_as),
             xml::parse_resolve_names,
+        )
+        .await
+    }
+
+    /// Sends a mail (CreateItem, SendOnly) as `acting_as` when impersonation is on,
+    /// else as the service account; `mail.from` names another sender.
+    ///
+    /// # Errors
+    ///
+    /// Any [`EwsError`]; the response's error when Exchange refused the message.
+    pub async fn send_message(
+        &self,
+        acting_as: &MailboxAddress,
+        mail: &OutgoingMail,
+    ) -> Result<(), EwsError> {
+        let body = requests::send_message(&self.context(acting_as), mail);
+        self.call(
+            Operation::CreateItem,
+            body,
+            self.mailbox_route(acting_as),
+            xml::parse_create_item,
         )
         .await
     }

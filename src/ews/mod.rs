@@ -42,6 +42,7 @@ pub use self::config::{
     DEFAULT_SERVER_VERSION,
 };
 pub use self::error::{EwsError, ItemError};
+pub use self::requests::OutgoingMail;
 pub use self::stream::{EventStream, StreamDecoder};
 pub use self::types::{
     CalendarView, ConnectionStatus, FolderInfo, Notification, StreamError, StreamMessage,

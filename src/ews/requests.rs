@@ -47,6 +47,14 @@ const M_GET_ROOM_LISTS: &str = "m:GetRoomLists";
 const M_GET_ROOMS: &str = "m:GetRooms";
 const M_ROOM_LIST: &str = "m:RoomList";
 
+const M_CREATE_ITEM: &str = "m:CreateItem";
+const M_ITEMS: &str = "m:Items";
+const T_MESSAGE: &str = "t:Message";
+const T_SUBJECT: &str = "t:Subject";
+const T_BODY: &str = "t:Body";
+const T_TO_RECIPIENTS: &str = "t:ToRecipients";
+const T_FROM: &str = "t:From";
+
 const T_FOLDER_IDS: &str = "t:FolderIds";
 const T_DISTINGUISHED_FOLDER_ID: &str = "t:DistinguishedFolderId";
 const T_MAILBOX: &str = "t:Mailbox";
@@ -313,6 +321,49 @@ pub fn resolve_names(context: &RequestContext<'_>, entry: &str) -> String {
             )
             .leaf(M_UNRESOLVED_ENTRY, entry)
             .close(M_RESOLVE_NAMES);
+    })
+}
+
+/// A mail to send: HTML body, one or more recipients, optionally a From address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMail {
+    /// The From address; none sends as the account the request acts as.
+    pub from: Option<MailboxAddress>,
+    /// The To recipients.
+    pub to: Vec<MailboxAddress>,
+    /// Subject line.
+    pub subject: String,
+    /// HTML body (Exchange derives the plain-text alternative for clients that want it).
+    pub html_body: String,
+}
+
+/// CreateItem with `MessageDisposition="SendOnly"`: sends `mail` without keeping a copy.
+pub fn send_message(context: &RequestContext<'_>, mail: &OutgoingMail) -> String {
+    build(context, |writer| {
+        writer
+            .open(M_CREATE_ITEM, &[("MessageDisposition", "SendOnly")])
+            .open(M_ITEMS, &[])
+            .open(T_MESSAGE, &[])
+            .leaf(T_SUBJECT, &mail.subject)
+            .open(T_BODY, &[("BodyType", "HTML")]);
+        writer.text(&mail.html_body);
+        writer.close(T_BODY).open(T_TO_RECIPIENTS, &[]);
+        for recipient in &mail.to {
+            writer
+                .open(T_MAILBOX, &[])
+                .leaf(T_EMAIL_ADDRESS, recipient.as_str())
+                .close(T_MAILBOX);
+        }
+        writer.close(T_TO_RECIPIENTS);
+        if let Some(from) = &mail.from {
+            writer
+                .open(T_FROM, &[])
+                .open(T_MAILBOX, &[])
+                .leaf(T_EMAIL_ADDRESS, from.as_str())
+                .close(T_MAILBOX)
+                .close(T_FROM);
+        }
+        writer.close(T_MESSAGE).close(M_ITEMS).close(M_CREATE_ITEM);
     })
 }
 

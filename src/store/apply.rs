@@ -10,6 +10,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 
+use super::effects::{self, IssueRouting};
+use super::plan;
 use super::{strip_nul, MeetingStatus, PgStore, RoomId, StoreError};
 use crate::domain::{ChangeKey, ItemId, SyncState};
 
@@ -235,6 +237,11 @@ const COMPLETE_INITIAL_SYNC: &str = "\
         initial_sync_error = NULL, updated_at = now() \
     WHERE id = $1";
 
+/// Audit origin of a sync pass (stream events and catch-ups both run one).
+pub(super) const ORIGIN_SYNC: &str = "sync";
+/// Audit origin of a resync rewrite.
+pub(super) const ORIGIN_RESYNC: &str = "resync";
+
 impl PgStore {
     /// The one write path: writes a batch in one transaction and returns what
     /// happened.
@@ -253,8 +260,12 @@ impl PgStore {
     pub async fn apply(&self, batch: &MailboxBatch) -> Result<ApplyOutcome, StoreError> {
         let outcome = self
             .retrying(|mut client, attempt| async move {
-                let tx = client.transaction().await?;
-                let outcome = apply_in(&tx, batch, attempt > 0).await?;
+                let mut tx = client.transaction().await?;
+                let outcome = if self.dry_run {
+                    plan::apply_dry(&mut tx, batch, attempt > 0, &self.routing).await?
+                } else {
+                    apply_in(&tx, batch, attempt > 0, &self.routing, ORIGIN_SYNC).await?
+                };
                 tx.commit().await?;
                 Ok(outcome)
             })
@@ -272,13 +283,18 @@ impl PgStore {
     }
 }
 
+/// Writes `batch` inside `tx` (the live write path, also run by a dry run inside a
+/// savepoint).
 pub(super) async fn apply_in(
     tx: &Transaction<'_>,
     batch: &MailboxBatch,
     retry: bool,
+    routing: &IssueRouting,
+    origin: &str,
 ) -> Result<ApplyOutcome, StoreError> {
     let room = batch.room_id;
     lock_checkpoint(tx, batch, retry).await?;
+    let before = effects::snapshot(tx, batch).await?;
 
     let removed: Vec<&str> = batch.removed_items.iter().map(ItemId::as_str).collect();
     if !removed.is_empty() {
@@ -319,6 +335,10 @@ pub(super) async fn apply_in(
             .await?;
     }
 
+    let issues = effects::record(tx, batch, before, routing, origin).await?;
+    if issues > 0 {
+        tracing::debug!(room_id = room.0, issues, "Found out-of-sync issues");
+    }
     let new_state = batch.new_sync_state.as_ref().map(SyncState::as_str);
     tx.execute(STORE_CHECKPOINT, &[&room.0, &new_state]).await?;
     if batch.completes_initial_sync {

@@ -49,6 +49,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "V3__resync_notes",
         sql: include_str!("../../schema/V3__resync_notes.sql"),
     },
+    Migration {
+        version: 4,
+        name: "V4__services_issues_audit",
+        sql: include_str!("../../schema/V4__services_issues_audit.sql"),
+    },
 ];
 
 /// Serialises concurrent `migrate` runs (any fixed 64-bit number would do).

@@ -13,9 +13,13 @@
 //! [`StoreError::Unavailable`] only when retries run out.
 
 mod apply;
+mod audit;
+mod effects;
 mod error;
 mod meetings;
 mod migrations;
+mod outbox;
+mod plan;
 mod reconcile;
 mod resync;
 mod room_admin;
@@ -36,8 +40,12 @@ use crate::config::DatabaseConfig;
 use crate::domain::{ChangeKey, ItemId, MailboxAddress};
 
 pub use apply::{ApplyOutcome, ItemWrite, MailboxBatch, MeetingWrite};
+pub use audit::{AuditEntry, AuditFilter};
+pub use effects::IssueRouting;
 pub use error::{BoxError, StoreError};
 pub use migrations::SchemaStatus;
+pub use outbox::{DueDigest, IssueAudience, PendingIssue};
+pub use plan::{PlanSummary, PlannedEmail};
 pub use resync::Rewrite;
 pub use room_admin::CoexistenceChange;
 pub use rooms::RoomStatus;
@@ -164,6 +172,10 @@ pub struct PgStore {
     /// Limit for one attempt of a transaction, so a black-holed connection cannot
     /// hold a worker forever.
     attempt_timeout: Duration,
+    /// Who is told about out-of-sync issues found while applying batches.
+    routing: std::sync::Arc<IssueRouting>,
+    /// Plan instead of writing the booking tables (see `plan`).
+    dry_run: bool,
 }
 
 impl fmt::Debug for PgStore {
@@ -231,6 +243,8 @@ impl PgStore {
         let store = Self {
             pool,
             attempt_timeout: config.statement_timeout * 2 + config.connect_timeout,
+            routing: std::sync::Arc::default(),
+            dry_run: false,
         };
         drop(store.pool.get().await?);
         Ok(store)
@@ -245,6 +259,13 @@ impl PgStore {
         let client = self.pool.get().await?;
         client.simple_query("SELECT 1").await?;
         Ok(())
+    }
+
+    /// The same store, routing the out-of-sync issues it finds as `routing` says.
+    #[must_use]
+    pub fn with_issue_routing(mut self, routing: IssueRouting) -> Self {
+        self.routing = std::sync::Arc::new(routing);
+        self
     }
 
     /// Closes the pool: running transactions finish, new ones fail as unavailable.

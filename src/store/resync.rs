@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::apply::{apply_in, ApplyOutcome, ItemWrite, MailboxBatch};
+use super::apply::{apply_in, ApplyOutcome, ItemWrite, MailboxBatch, ORIGIN_RESYNC};
 use super::meetings::meeting_row;
 use super::{MeetingRow, PgStore, RoomId, StoreError};
 use crate::domain::{ItemId, SyncState};
@@ -116,6 +116,10 @@ impl PgStore {
         room: RoomId,
         rewrite: &Rewrite,
     ) -> Result<ApplyOutcome, StoreError> {
+        if self.dry_run {
+            // FIXME: a dry run does not plan the repairs of a resync rewrite yet.
+            return Ok(ApplyOutcome::default());
+        }
         let forced_uid: Vec<&str> = rewrite.forced.iter().map(|(uid, _)| uid.as_str()).collect();
         let forced_start: Vec<Option<DateTime<Utc>>> =
             rewrite.forced.iter().map(|(_, start)| *start).collect();
@@ -165,7 +169,8 @@ impl PgStore {
                 removed_items: Vec::new(),
                 completes_initial_sync: false,
             };
-            let mut outcome = apply_in(&tx, &batch, attempt > 0).await?;
+            let mut outcome =
+                apply_in(&tx, &batch, attempt > 0, &self.routing, ORIGIN_RESYNC).await?;
             outcome.cancelled += cancelled;
             tx.commit().await?;
             Ok(outcome)

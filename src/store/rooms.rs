@@ -163,6 +163,9 @@ impl PgStore {
     ///
     /// [`StoreError::Unavailable`] or [`StoreError::Database`].
     pub async fn sync_state(&self, room: RoomId) -> Result<Option<SyncState>, StoreError> {
+        if self.dry_run {
+            return self.dry_run_sync_state(room).await;
+        }
         const SQL: &str = "SELECT sync_state FROM mailbox_sync WHERE room_id = $1";
         let row = self
             .retrying(|client, _| async move { Ok(client.query_opt(SQL, &[&room.0]).await?) })
@@ -262,6 +265,10 @@ impl PgStore {
         state: InitialSync,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
+        if self.dry_run {
+            // `rooms` is a booking table; a dry run's progress is in `dry_run_sync`.
+            return Ok(());
+        }
         const SQL: &str = "\
             UPDATE rooms SET initial_sync = $2, initial_sync_error = $3, \
                 initial_sync_completed_at = CASE WHEN $2 = 'complete' THEN now() \
@@ -286,6 +293,9 @@ impl PgStore {
     ///
     /// [`StoreError::Unavailable`] or [`StoreError::Database`].
     pub async fn reset_sync_state(&self, room: RoomId) -> Result<(), StoreError> {
+        if self.dry_run {
+            return self.reset_dry_run_sync_state(room).await;
+        }
         const SQL: &str = "UPDATE mailbox_sync SET sync_state = NULL, updated_at = now() \
                            WHERE room_id = $1";
         self.retrying(|client, _| async move { Ok(client.execute(SQL, &[&room.0]).await?) })

@@ -97,7 +97,12 @@ async fn migrating_twice_applies_everything_once() {
 
     assert_eq!(
         first,
-        vec!["V1__booking_tables", "V2__sync_state", "V3__resync_notes"]
+        vec![
+            "V1__booking_tables",
+            "V2__sync_state",
+            "V3__resync_notes",
+            "V4__services_issues_audit"
+        ]
     );
     assert!(second.is_empty(), "{second:?}");
     assert_eq!(
@@ -119,11 +124,12 @@ async fn an_empty_database_is_outdated_and_refused() {
             pending: vec![
                 "V1__booking_tables".to_owned(),
                 "V2__sync_state".to_owned(),
-                "V3__resync_notes".to_owned()
+                "V3__resync_notes".to_owned(),
+                "V4__services_issues_audit".to_owned(),
             ]
         }
     );
-    assert!(matches!(required, Err(StoreError::SchemaOutdated { pending }) if pending.len() == 3));
+    assert!(matches!(required, Err(StoreError::SchemaOutdated { pending }) if pending.len() == 4));
 }
 
 #[tokio::test]
@@ -816,7 +822,12 @@ async fn concurrent_migrations_apply_each_migration_once() {
     applied.sort();
     assert_eq!(
         applied,
-        vec!["V1__booking_tables", "V2__sync_state", "V3__resync_notes"]
+        vec![
+            "V1__booking_tables",
+            "V2__sync_state",
+            "V3__resync_notes",
+            "V4__services_issues_audit"
+        ]
     );
 }
 

@@ -31,6 +31,15 @@ fn every_request(context: &RequestContext<'_>) -> Vec<String> {
         requests::resolve_names(context, "u001@contoso.example"),
         requests::get_room_lists(context),
         requests::get_rooms(context, &MailboxAddress::new("all-rooms@contoso.example")),
+        requests::send_message(
+            context,
+            &requests::OutgoingMail {
+                from: Some(MailboxAddress::new("booking-sync@contoso.example")),
+                to: vec![MailboxAddress::new("user-001@contoso.example")],
+                subject: "2 meetings need your attention".to_owned(),
+                html_body: "<p>Catering & <b>equipment</b></p>".to_owned(),
+            },
+        ),
     ]
 }
 

@@ -25,6 +25,12 @@ pub fn parse_resolve_names(body: &[u8]) -> Result<Vec<Person>, EwsError> {
         .unwrap_or_default())
 }
 
+/// Reads a CreateItem response of a sent message: `Ok` when Exchange accepted it.
+pub fn parse_create_item(body: &[u8]) -> Result<(), EwsError> {
+    let message = single_message(body, CREATE_ITEM_RESPONSE, CREATE_ITEM_RESPONSE_MESSAGE)?;
+    check_message(&message)
+}
+
 /// Reads a GetRoomLists response: the room list addresses.
 pub fn parse_get_room_lists(body: &[u8]) -> Result<Vec<Person>, EwsError> {
     let root = parse_envelope(body)?;

@@ -19,7 +19,9 @@ use std::time::Duration;
 
 pub use self::autodiscover::parse_get_user_settings;
 use self::calendar::parse_datetime;
-pub use self::directory::{parse_get_room_lists, parse_get_rooms, parse_resolve_names};
+pub use self::directory::{
+    parse_create_item, parse_get_room_lists, parse_get_rooms, parse_resolve_names,
+};
 use self::names::*;
 use self::tree::{parse_document, Element, Ns};
 use super::error::{classify, codes, EwsError, ItemError};

@@ -170,6 +170,8 @@ pub(crate) const SETTING_GROUPING_INFORMATION: &str = "GroupingInformation";
 
 // Directory operations.
 pub(crate) const RESOLVE_NAMES_RESPONSE: &str = "ResolveNamesResponse";
+pub(crate) const CREATE_ITEM_RESPONSE: &str = "CreateItemResponse";
+pub(crate) const CREATE_ITEM_RESPONSE_MESSAGE: &str = "CreateItemResponseMessage";
 pub(crate) const RESOLVE_NAMES_RESPONSE_MESSAGE: &str = "ResolveNamesResponseMessage";
 pub(crate) const RESOLUTION_SET: &str = "ResolutionSet";
 pub(crate) const RESOLUTION: &str = "Resolution";

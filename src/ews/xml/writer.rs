@@ -47,6 +47,12 @@ impl XmlWriter {
         self.close(name)
     }
 
+    /// Writes (escaped) text inside the element last opened.
+    pub fn text(&mut self, text: &str) -> &mut Self {
+        escape_into(&mut self.out, text);
+        self
+    }
+
     /// The finished document.
     pub fn finish(self) -> String {
         self.out
