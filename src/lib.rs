@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` for the map of modules and the data flow.
 
 pub mod app;
+pub mod backoff;
 pub mod checker;
 pub mod cli;
 pub mod config;

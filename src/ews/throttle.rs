@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::backoff::Backoff;
+
 /// Longest back-off taken from Exchange's hint (a bogus hint must not stop the service).
 const MAX_HINTED_BACKOFF: Duration = Duration::from_secs(300);
 /// First delay before retrying a transient failure.
@@ -60,13 +62,12 @@ impl BackoffGate {
 /// The delay before retry number `attempt` (1-based) of a transient failure: doubling
 /// from 200 ms, capped at 5 s, plus up to 50 % jitter so clients do not retry in step.
 pub(super) fn retry_delay(attempt: u32) -> Duration {
-    let base = exponential(FIRST_RETRY_DELAY, MAX_RETRY_DELAY, attempt);
-    base + base.mul_f64(rand::random::<f64>() * 0.5)
-}
-
-fn exponential(first: Duration, max: Duration, attempt: u32) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(16);
-    first.saturating_mul(1 << exponent).min(max)
+    Backoff {
+        first: FIRST_RETRY_DELAY,
+        max: MAX_RETRY_DELAY,
+        jitter: 0.5,
+    }
+    .delay(attempt)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

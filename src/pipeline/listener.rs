@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::backoff::Backoff;
 use crate::domain::{EventKind, MailboxAddress, SubscriptionId};
 use crate::ews::{Affinity, ConnectionStatus, EwsClient, EwsError, StreamMessage};
 use crate::health::{self, Heartbeat, Heartbeats};
@@ -36,10 +37,12 @@ const STREAM_TAKEN: &str = "ErrorNewEventStreamConnectionOpened";
 /// How long a mailbox whose subscription failed (a mailbox move, throttling) waits
 /// before the group tries to subscribe it again.
 const SUBSCRIBE_RETRY: Duration = Duration::from_secs(5);
-/// First reconnect delay after a failure; doubles up to [`MAX_RECONNECT_DELAY`].
-const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(250);
-/// Longest delay between two reconnect attempts.
-const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(60);
+/// Delays between reconnect attempts: from 250 ms, doubling, at most a minute.
+const RECONNECT_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(250),
+    max: Duration::from_secs(60),
+    jitter: 0.25,
+};
 /// How often "last event" times are written to the database at most.
 const EVENT_TIME_FLUSH: Duration = Duration::from_secs(1);
 /// How long an unsubscribe at shutdown may take.
@@ -571,9 +574,5 @@ async fn sleep_until_some(at: Option<Instant>) {
 }
 
 fn retry_delay(attempt: u32) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(16);
-    let base = FIRST_RECONNECT_DELAY
-        .saturating_mul(1 << exponent)
-        .min(MAX_RECONNECT_DELAY);
-    base + base.mul_f64(rand::random::<f64>() * 0.25)
+    RECONNECT_BACKOFF.delay(attempt)
 }

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::backoff::Backoff;
 use crate::domain::{CalendarItem, ItemId, MailboxAddress, SyncChange, SyncState};
 use crate::health::{self, Heartbeat, Heartbeats};
 use crate::metrics as m;
@@ -519,13 +520,12 @@ fn record_success(report: &PassReport, started: Instant) {
 }
 
 fn retry_delay(attempt: u32) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(16);
-    let base = FIRST_RETRY_DELAY
-        .saturating_mul(1 << exponent)
-        .min(MAX_RETRY_DELAY);
-    // Up to 25 % jitter so failing mailboxes do not retry in lockstep.
-    let jitter = base.mul_f64(rand::random::<f64>() * 0.25);
-    base + jitter
+    Backoff {
+        first: FIRST_RETRY_DELAY,
+        max: MAX_RETRY_DELAY,
+        jitter: 0.25,
+    }
+    .delay(attempt)
 }
 
 /// The error and its sources in one line, for the status table and logs.
