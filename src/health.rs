@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::queue::WorkQueue;
 use crate::pipeline::rooms::RoomDirectory;
 use crate::store::{PgStore, SchemaStatus};
+use crate::sync::lock;
 
 /// The longest a waiting task goes without beating its heartbeat.
 pub const IDLE_TICK: Duration = Duration::from_secs(1);
@@ -160,14 +161,6 @@ pub async fn idle(heartbeat: &Heartbeat, duration: Duration, cancel: &Cancellati
             _ = cancel.cancelled() => return false,
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every critical section is one assignment or a prune: a panic cannot leave the
-    // data half-changed, so a poisoned lock is still consistent.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

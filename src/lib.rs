@@ -22,5 +22,6 @@ pub mod rules;
 pub mod sim;
 pub mod store;
 pub mod supervisor;
+pub mod sync;
 pub mod systemd;
 pub mod tz;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
+use crate::sync::lock;
 
 /// Longest back-off taken from Exchange's hint (a bogus hint must not stop the service).
 const MAX_HINTED_BACKOFF: Duration = Duration::from_secs(300);
@@ -68,12 +69,6 @@ pub(super) fn retry_delay(attempt: u32) -> Duration {
         jitter: 0.5,
     }
     .delay(attempt)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use crate::domain::MailboxAddress;
 use crate::sim::soap;
 use crate::sim::{Layer, RequestContext, SimControl, SimState};
+use crate::sync::lock;
 
 /// Default lifetime of an issued access token (Entra ID issues about an hour).
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
@@ -492,12 +493,6 @@ fn basic_caller(config: &AuthConfig, authorization: Option<&str>) -> Option<Call
 fn strip_scheme<'a>(authorization: &'a str, scheme: &str) -> Option<&'a str> {
     let (given, rest) = authorization.trim().split_once(' ')?;
     given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

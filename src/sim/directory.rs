@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::domain::MailboxAddress;
 use crate::sim::soap::{self, Element, Ns, SoapRequest, NS_MESSAGES, NS_SOAP, NS_TYPES};
 use crate::sim::{MailboxKind, Operation, RequestContext, SimControl, SimState};
+use crate::sync::lock;
 
 /// The single room list the simulator publishes.
 pub const ROOM_LIST_NAME: &str = "All Rooms";
@@ -453,12 +454,6 @@ fn error_message(element: &str, code: &str, text: &str) -> String {
 
 fn escape(text: &str) -> String {
     quick_xml::escape::escape(text).into_owned()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ use crate::domain::MailboxAddress;
 use crate::sim::limits::{Limits, RouteHeaders};
 use crate::sim::soap;
 use crate::sim::{Layer, RequestContext, ResponseLayer, SimControl, SimState};
+use crate::sync::lock;
 
 /// The control path of faults.
 pub const FAULTS_PATH: &str = "/_sim/faults";
@@ -549,12 +550,6 @@ fn applies(operations: &[String], operation: &str) -> bool {
 
 fn hit(rate: f64) -> bool {
     rate >= 1.0 || (rate > 0.0 && rand::thread_rng().gen_bool(rate))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

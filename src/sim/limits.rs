@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use crate::domain::MailboxAddress;
 use crate::sim::soap::{self, Ns, SoapRequest, NS_MESSAGES, NS_TYPES};
 use crate::sim::{stream, Layer, RequestContext, SimState};
+use crate::sync::lock;
 
 /// Name of the affinity cookie and header.
 pub const BACKEND_COOKIE: &str = "X-BackEndOverrideCookie";
@@ -617,12 +618,6 @@ fn stream_error(err: &LimitError, ids: &[String]) -> Response {
         err.message(),
         ids,
     ))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

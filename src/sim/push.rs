@@ -35,6 +35,7 @@ use crate::sim::soap::{
     self, Element, MessageOutcome, Ns, SoapRequest, XmlWriter, NS_MESSAGES, NS_TYPES,
 };
 use crate::sim::{Operation, RequestContext, SimState};
+use crate::sync::lock;
 
 /// Events a push notification carries at most.
 pub const MAX_EVENTS_PER_NOTIFICATION: usize = 50;
@@ -846,12 +847,6 @@ fn decode_watermark(watermark: &str) -> Option<u64> {
 
 fn escape(text: &str) -> String {
     quick_xml::escape::escape(text).into_owned()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
