@@ -498,16 +498,7 @@ impl MessageOutcome {
 
 /// Escapes text for element content and attribute values.
 pub fn escape_into(out: &mut String, text: &str) {
-    for character in text.chars() {
-        match character {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            other => out.push(other),
-        }
-    }
+    out.push_str(&quick_xml::escape::escape(text));
 }
 
 /// An HTTP 200 SOAP response with the given envelope text.

@@ -70,16 +70,7 @@ impl XmlWriter {
 
 /// Appends `text` with the five XML special characters escaped.
 pub(crate) fn escape_into(out: &mut String, text: &str) {
-    for character in text.chars() {
-        match character {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            other => out.push(other),
-        }
-    }
+    out.push_str(&quick_xml::escape::escape(text));
 }
 
 #[cfg(test)]
