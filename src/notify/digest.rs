@@ -181,18 +181,10 @@ fn deadline_of(details: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// Escapes `text` for HTML element content (the digest puts no value in an
+/// attribute); quotes stay as they are, since `&apos;` is unknown to HTML 4 mail readers.
 fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            other => out.push(other),
-        }
-    }
-    out
+    quick_xml::escape::partial_escape(text).into_owned()
 }
 
 #[cfg(test)]
@@ -227,6 +219,19 @@ mod tests {
             .contains("moved from Mon 6 May 2030 09:00 UTC to Mon 6 May 2030 14:00 UTC"));
         assert!(digest.text.contains("What to do: check that catering (Coffee) still fit the new time before Sun 5 May 2030 12:00 UTC."));
         assert!(digest.html.contains("\u{201c}Board &lt;2030&gt;\u{201d}"));
+    }
+
+    #[test]
+    fn markup_in_values_is_escaped_in_html_and_kept_in_text() {
+        let mut tricky = issue("cancelled_with_services");
+        tricky.details["subject"] = json!("R&D <b>\"Q3\" review</b> it's");
+
+        let digest = render(IssueAudience::User, &[tricky]);
+
+        assert!(digest
+            .html
+            .contains("R&amp;D &lt;b&gt;\"Q3\" review&lt;/b&gt; it's"));
+        assert!(digest.text.contains("R&D <b>\"Q3\" review</b> it's"));
     }
 
     #[test]
