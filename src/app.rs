@@ -22,7 +22,7 @@ use crate::config::{Config, ExchangeAuth};
 use crate::domain::MailboxAddress;
 use crate::ews::{EwsAuth, EwsClient, EwsConfig};
 use crate::health::{Health, Heartbeats};
-use crate::notify::{MailSender, Notifier};
+use crate::notify::{MailSender, Notifier, SmtpSender};
 use crate::pipeline::listener::{Listener, ListenerSettings};
 use crate::pipeline::queue::WorkQueue;
 use crate::pipeline::resync::{Resync, ResyncSettings};
@@ -275,16 +275,33 @@ async fn purge_audit(store: PgStore, retention: Duration, cancel: CancellationTo
     }
 }
 
-/// The digest sender, when notifications are on (never in dry-run mode).
+/// The digest sender, when notifications are on (never in dry-run mode): through the
+/// SMTP relay when `[notifications.smtp]` is set, through EWS as `sender` otherwise.
 pub fn build_notifier(config: &Config, store: &PgStore, ews: &EwsClient) -> Option<Notifier> {
     let settings = &config.notifications;
-    let mailbox = settings.sender.as_deref()?;
-    (settings.enabled && !config.dry_run).then(|| Notifier {
-        store: store.clone(),
-        sender: MailSender::Ews {
+    if !settings.enabled || config.dry_run {
+        return None;
+    }
+    let sender = match (&settings.smtp, settings.sender.as_deref()) {
+        (Some(smtp), _) => match SmtpSender::new(smtp) {
+            Ok(sender) => MailSender::Smtp(Box::new(sender)),
+            Err(err) => {
+                tracing::error!(
+                    error = %err,
+                    "Notifications are off: fix [notifications.smtp] and restart"
+                );
+                return None;
+            }
+        },
+        (None, Some(mailbox)) => MailSender::Ews {
             client: ews.clone(),
             mailbox: MailboxAddress::new(mailbox),
         },
+        (None, None) => return None,
+    };
+    Some(Notifier {
+        store: store.clone(),
+        sender,
         settings: settings.clone(),
     })
 }

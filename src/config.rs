@@ -29,7 +29,7 @@ use serde::Deserialize;
 
 use crate::logging::{LoggingConfig, RawLogging};
 pub use audit::AuditConfig;
-pub use notifications::NotificationsConfig;
+pub use notifications::{NotificationsConfig, SmtpConfig, SmtpTls};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -679,7 +679,7 @@ fn parse(text: &str, base: &Path, credentials: Option<&Path>) -> Result<Config, 
     });
     let logging = logging.map(|raw| crate::logging::validate(&mut problems, raw, base));
 
-    let notifications = notifications::parse(text)
+    let notifications = notifications::parse(text, base, &mut problems)
         .map_err(|found| problems.found.extend(found))
         .ok();
     let audit = audit::parse(text)

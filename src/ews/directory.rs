@@ -33,8 +33,9 @@ impl EwsClient {
         .await
     }
 
-    /// Sends a mail (CreateItem, SendOnly) as `acting_as` when impersonation is on,
-    /// else as the service account; `mail.from` names another sender.
+    /// Sends a mail (CreateItem) as `acting_as` when impersonation is on, else as the
+    /// service account; `mail.from` names another sender. A mail with a tag keeps a
+    /// copy in `acting_as`'s Sent Items ([`Self::find_sent_message`] finds it).
     ///
     /// # Errors
     ///
@@ -50,6 +51,27 @@ impl EwsClient {
             body,
             self.mailbox_route(acting_as),
             xml::parse_create_item,
+        )
+        .await
+    }
+
+    /// Whether `acting_as`'s Sent Items hold a message sent with `tag`
+    /// ([`OutgoingMail::tag`]).
+    ///
+    /// # Errors
+    ///
+    /// Any [`EwsError`].
+    pub async fn find_sent_message(
+        &self,
+        acting_as: &MailboxAddress,
+        tag: &str,
+    ) -> Result<bool, EwsError> {
+        let body = requests::find_sent_message(&self.context(acting_as), tag);
+        self.call(
+            Operation::FindItem,
+            body,
+            self.mailbox_route(acting_as),
+            xml::parse_find_sent_message,
         )
         .await
     }

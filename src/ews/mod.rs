@@ -53,8 +53,8 @@ pub use self::types::{
 #[doc(hidden)]
 pub mod responses {
     pub use super::xml::{
-        parse_find_calendar_view, parse_get_folder, parse_get_item, parse_get_room_lists,
-        parse_get_rooms, parse_get_user_settings, parse_resolve_names, parse_subscribe,
-        parse_sync_folder_items, parse_unsubscribe,
+        parse_find_calendar_view, parse_find_sent_message, parse_get_folder, parse_get_item,
+        parse_get_room_lists, parse_get_rooms, parse_get_user_settings, parse_resolve_names,
+        parse_subscribe, parse_sync_folder_items, parse_unsubscribe,
     };
 }

@@ -54,6 +54,14 @@ const T_SUBJECT: &str = "t:Subject";
 const T_BODY: &str = "t:Body";
 const T_TO_RECIPIENTS: &str = "t:ToRecipients";
 const T_FROM: &str = "t:From";
+const M_SAVED_ITEM_FOLDER_ID: &str = "m:SavedItemFolderId";
+const M_INDEXED_PAGE_ITEM_VIEW: &str = "m:IndexedPageItemView";
+const M_RESTRICTION: &str = "m:Restriction";
+const T_EXTENDED_PROPERTY: &str = "t:ExtendedProperty";
+const T_VALUE: &str = "t:Value";
+const T_IS_EQUAL_TO: &str = "t:IsEqualTo";
+const T_FIELD_URI_OR_CONSTANT: &str = "t:FieldURIOrConstant";
+const T_CONSTANT: &str = "t:Constant";
 
 const T_FOLDER_IDS: &str = "t:FolderIds";
 const T_DISTINGUISHED_FOLDER_ID: &str = "t:DistinguishedFolderId";
@@ -93,6 +101,7 @@ const AUTODISCOVER_SERVER_VERSION: &str = "Exchange2013";
 const USER_SETTINGS: [&str; 3] = ["ExternalEwsUrl", "InternalEwsUrl", "GroupingInformation"];
 
 const CALENDAR_FOLDER: &str = "calendar";
+const SENT_ITEMS_FOLDER: &str = "sentitems";
 const ID_ONLY: &str = "IdOnly";
 const NORMAL_ITEMS: &str = "NormalItems";
 const SHALLOW: &str = "Shallow";
@@ -324,6 +333,19 @@ pub fn resolve_names(context: &RequestContext<'_>, entry: &str) -> String {
     })
 }
 
+/// The property set (a GUID of this service) of the named property that carries an
+/// outgoing mail's [`OutgoingMail::tag`].
+pub const TAG_PROPERTY_SET: &str = "5d3c8a4e-2f61-4b7a-9c0e-8b1f6d2a7e43";
+/// The name of the property that carries an outgoing mail's [`OutgoingMail::tag`].
+pub const TAG_PROPERTY_NAME: &str = "BookingSyncMessageId";
+
+/// The `ExtendedFieldURI` attributes of the tag property.
+const TAG_PROPERTY_URI: [(&str, &str); 3] = [
+    ("PropertySetId", TAG_PROPERTY_SET),
+    ("PropertyName", TAG_PROPERTY_NAME),
+    ("PropertyType", "String"),
+];
+
 /// A mail to send: HTML body, one or more recipients, optionally a From address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMail {
@@ -335,19 +357,44 @@ pub struct OutgoingMail {
     pub subject: String,
     /// HTML body (Exchange derives the plain-text alternative for clients that want it).
     pub html_body: String,
+    /// An identifying value for the mail. With one, the mail is sent with a copy kept
+    /// in the sender's Sent Items that carries the value in a named property, so
+    /// [`find_sent_message`] can later tell whether it went out; without one, no copy
+    /// is kept.
+    pub tag: Option<String>,
 }
 
-/// CreateItem with `MessageDisposition="SendOnly"`: sends `mail` without keeping a copy.
+/// CreateItem: sends `mail`, with `MessageDisposition="SendAndSaveCopy"` into Sent
+/// Items when it has a tag, `SendOnly` otherwise.
 pub fn send_message(context: &RequestContext<'_>, mail: &OutgoingMail) -> String {
     build(context, |writer| {
+        match &mail.tag {
+            Some(_) => {
+                writer
+                    .open(M_CREATE_ITEM, &[("MessageDisposition", "SendAndSaveCopy")])
+                    .open(M_SAVED_ITEM_FOLDER_ID, &[]);
+                distinguished_folder(writer, context, SENT_ITEMS_FOLDER);
+                writer.close(M_SAVED_ITEM_FOLDER_ID);
+            }
+            None => {
+                writer.open(M_CREATE_ITEM, &[("MessageDisposition", "SendOnly")]);
+            }
+        }
         writer
-            .open(M_CREATE_ITEM, &[("MessageDisposition", "SendOnly")])
             .open(M_ITEMS, &[])
             .open(T_MESSAGE, &[])
             .leaf(T_SUBJECT, &mail.subject)
             .open(T_BODY, &[("BodyType", "HTML")]);
         writer.text(&mail.html_body);
-        writer.close(T_BODY).open(T_TO_RECIPIENTS, &[]);
+        writer.close(T_BODY);
+        if let Some(tag) = &mail.tag {
+            writer
+                .open(T_EXTENDED_PROPERTY, &[])
+                .empty(T_EXTENDED_FIELD_URI, &TAG_PROPERTY_URI)
+                .leaf(T_VALUE, tag)
+                .close(T_EXTENDED_PROPERTY);
+        }
+        writer.open(T_TO_RECIPIENTS, &[]);
         for recipient in &mail.to {
             writer
                 .open(T_MAILBOX, &[])
@@ -364,6 +411,37 @@ pub fn send_message(context: &RequestContext<'_>, mail: &OutgoingMail) -> String
                 .close(T_FROM);
         }
         writer.close(T_MESSAGE).close(M_ITEMS).close(M_CREATE_ITEM);
+    })
+}
+
+/// FindItem in the mailbox's Sent Items: the message whose tag property is `tag`
+/// (at most one id is asked for).
+pub fn find_sent_message(context: &RequestContext<'_>, tag: &str) -> String {
+    build(context, |writer| {
+        writer
+            .open(M_FIND_ITEM, &[(ATTR_TRAVERSAL, SHALLOW)])
+            .open(M_ITEM_SHAPE, &[])
+            .leaf(T_BASE_SHAPE, ID_ONLY)
+            .close(M_ITEM_SHAPE)
+            .empty(
+                M_INDEXED_PAGE_ITEM_VIEW,
+                &[
+                    ("MaxEntriesReturned", "1"),
+                    ("Offset", "0"),
+                    ("BasePoint", "Beginning"),
+                ],
+            )
+            .open(M_RESTRICTION, &[])
+            .open(T_IS_EQUAL_TO, &[])
+            .empty(T_EXTENDED_FIELD_URI, &TAG_PROPERTY_URI)
+            .open(T_FIELD_URI_OR_CONSTANT, &[])
+            .empty(T_CONSTANT, &[("Value", tag)])
+            .close(T_FIELD_URI_OR_CONSTANT)
+            .close(T_IS_EQUAL_TO)
+            .close(M_RESTRICTION)
+            .open(M_PARENT_FOLDER_IDS, &[]);
+        distinguished_folder(writer, context, SENT_ITEMS_FOLDER);
+        writer.close(M_PARENT_FOLDER_IDS).close(M_FIND_ITEM);
     })
 }
 
@@ -459,11 +537,17 @@ fn build(context: &RequestContext<'_>, body: impl FnOnce(&mut XmlWriter)) -> Str
 
 /// The calendar of the context's mailbox: implicit when impersonating, named otherwise.
 fn calendar_folder(writer: &mut XmlWriter, context: &RequestContext<'_>) {
+    distinguished_folder(writer, context, CALENDAR_FOLDER);
+}
+
+/// A distinguished folder of the context's mailbox: named by impersonation, or by
+/// delegate access with the mailbox inside.
+fn distinguished_folder(writer: &mut XmlWriter, context: &RequestContext<'_>, folder: &str) {
     if context.impersonate {
-        writer.empty(T_DISTINGUISHED_FOLDER_ID, &[(ATTR_ID, CALENDAR_FOLDER)]);
+        writer.empty(T_DISTINGUISHED_FOLDER_ID, &[(ATTR_ID, folder)]);
     } else {
         writer
-            .open(T_DISTINGUISHED_FOLDER_ID, &[(ATTR_ID, CALENDAR_FOLDER)])
+            .open(T_DISTINGUISHED_FOLDER_ID, &[(ATTR_ID, folder)])
             .open(T_MAILBOX, &[])
             .leaf(T_EMAIL_ADDRESS, context.mailbox.as_str())
             .close(T_MAILBOX)

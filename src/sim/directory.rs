@@ -1,12 +1,15 @@
-//! Directory operations of the simulator: ResolveNames, GetRoomLists, GetRooms, and
-//! CreateItem with `MessageDisposition="SendOnly"` (sending a mail).
+//! Directory operations of the simulator: ResolveNames, GetRoomLists, GetRooms,
+//! CreateItem of a message with `MessageDisposition="SendOnly"` or `"SendAndSaveCopy"`
+//! (sending a mail, optionally keeping a copy in Sent Items), and FindItem over Sent
+//! Items by a named extended property.
 //!
 //! It reads the few request fields these operations need straight from the SOAP body
 //! and writes the body element of each response (`m:<Op>Response`); the dispatcher
 //! wraps it in an envelope. The directory itself (who exists, under which aliases, which
 //! mailboxes are rooms) comes from the simulator's model through [`DirectoryEntry`];
-//! sent mail is kept in a [`SentLog`] that the control API exposes. It does not deliver
-//! mail to anyone.
+//! sent mail is kept in a [`SentLog`] that the control API exposes; a copy saved to
+//! Sent Items is a sent message marked with the mailbox that keeps it. It does not
+//! deliver mail to anyone.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -56,6 +59,20 @@ pub struct SentMessage {
     pub body: String,
     /// When the simulator accepted it.
     pub sent_at: DateTime<Utc>,
+    /// The mailbox whose Sent Items keep a copy (`SendAndSaveCopy`), if any.
+    pub saved_in: Option<String>,
+    /// String extended properties of the message, keyed by
+    /// `{PropertySetId}/{PropertyName}` (the set id in lower case).
+    pub extended_properties: BTreeMap<String, String>,
+}
+
+/// The key of a named property in [`SentMessage::extended_properties`].
+fn property_key(uri: &Element) -> Option<String> {
+    Some(format!(
+        "{}/{}",
+        uri.attr("PropertySetId")?.to_ascii_lowercase(),
+        uri.attr("PropertyName")?
+    ))
 }
 
 /// The log of sent mail, newest last.
@@ -75,6 +92,22 @@ impl SentLog {
         lock(&self.messages).clone()
     }
 
+    /// The copies in `mailbox`'s Sent Items whose property `key` is `value`.
+    pub fn saved_matching(&self, mailbox: &str, key: &str, value: &str) -> Vec<usize> {
+        lock(&self.messages)
+            .iter()
+            .enumerate()
+            .filter(|(_, message)| {
+                message
+                    .saved_in
+                    .as_deref()
+                    .is_some_and(|saved| saved.eq_ignore_ascii_case(mailbox))
+                    && message.extended_properties.get(key).map(String::as_str) == Some(value)
+            })
+            .map(|(index, _)| index)
+            .collect()
+    }
+
     /// How many messages were sent.
     pub fn len(&self) -> usize {
         lock(&self.messages).len()
@@ -92,9 +125,19 @@ pub enum DirectoryError {
     /// A required element is missing.
     #[error("request lacks element {0}")]
     Missing(&'static str),
-    /// CreateItem with something other than a message sent with SendOnly.
-    #[error("only CreateItem of a message with MessageDisposition SendOnly is supported")]
+    /// CreateItem with something other than a message sent with SendOnly or
+    /// SendAndSaveCopy (into Sent Items).
+    #[error(
+        "only CreateItem of a message with MessageDisposition SendOnly, or SendAndSaveCopy \
+         into sentitems, is supported"
+    )]
     UnsupportedCreateItem,
+    /// FindItem over Sent Items without an IsEqualTo restriction on a named property.
+    #[error(
+        "FindItem in sentitems supports only an IsEqualTo restriction on a named extended \
+         property"
+    )]
+    UnsupportedFind,
 }
 
 /// Answers a ResolveNames request: the primary address for a primary or secondary
@@ -183,13 +226,15 @@ pub fn get_rooms(
     ))
 }
 
-/// Reads a CreateItem request that sends a message (`MessageDisposition="SendOnly"`).
+/// Reads a CreateItem request that sends a message (`MessageDisposition="SendOnly"`,
+/// or `"SendAndSaveCopy"` with a copy kept in Sent Items).
 ///
-/// `sender` is the mailbox the request acts as; a `t:From` in the message wins.
+/// `sender` is the mailbox the request acts as; a `t:From` in the message wins. The
+/// copy is kept by the mailbox named in `SavedItemFolderId` (the sender when none is).
 ///
 /// # Errors
 ///
-/// [`DirectoryError::UnsupportedCreateItem`] for anything but SendOnly of a message.
+/// [`DirectoryError::UnsupportedCreateItem`] for anything else.
 pub fn parse_send_only(
     operation: &Element,
     sender: Option<&MailboxAddress>,
@@ -198,8 +243,26 @@ pub fn parse_send_only(
     let message = operation
         .child_mt("Items")
         .and_then(|items| items.child(Ns::Types, "Message"));
-    let (Some("SendOnly"), Some(message)) = (operation.attr("MessageDisposition"), message) else {
+    let Some(message) = message else {
         return Err(DirectoryError::UnsupportedCreateItem);
+    };
+    let saved_in = match operation.attr("MessageDisposition") {
+        Some("SendOnly") => None,
+        Some("SendAndSaveCopy") => {
+            let folder = operation
+                .child_mt("SavedItemFolderId")
+                .and_then(|folder| folder.child(Ns::Types, "DistinguishedFolderId"));
+            match folder {
+                None => sender.map(ToString::to_string),
+                Some(folder) if folder.attr("Id") == Some("sentitems") => folder
+                    .child(Ns::Types, "Mailbox")
+                    .and_then(|mailbox| mailbox.child(Ns::Types, "EmailAddress"))
+                    .map(|address| address.text.clone())
+                    .or_else(|| sender.map(ToString::to_string)),
+                Some(_) => return Err(DirectoryError::UnsupportedCreateItem),
+            }
+        }
+        _ => return Err(DirectoryError::UnsupportedCreateItem),
     };
     let addresses = |name: &str| -> Vec<String> {
         message
@@ -218,6 +281,13 @@ pub fn parse_send_only(
             .map(|element| element.text.clone())
             .unwrap_or_default()
     };
+    let extended_properties = message
+        .children_named(Ns::Types, "ExtendedProperty")
+        .filter_map(|property| {
+            let key = property_key(property.child(Ns::Types, "ExtendedFieldURI")?)?;
+            Some((key, property.child(Ns::Types, "Value")?.text.clone()))
+        })
+        .collect();
     let from = addresses("From").into_iter().next();
     Ok(SentMessage {
         from: from.or_else(|| sender.map(ToString::to_string)),
@@ -225,7 +295,91 @@ pub fn parse_send_only(
         subject: text("Subject"),
         body: text("Body"),
         sent_at: now,
+        saved_in,
+        extended_properties,
     })
+}
+
+/// Whether a FindItem request looks in Sent Items (which this module answers).
+pub fn is_sent_items_search(operation: &Element) -> bool {
+    operation
+        .child_mt("ParentFolderIds")
+        .and_then(|folders| folders.child(Ns::Types, "DistinguishedFolderId"))
+        .is_some_and(|folder| folder.attr("Id") == Some("sentitems"))
+}
+
+/// Answers FindItem over a mailbox's Sent Items with an `IsEqualTo` restriction on a
+/// named extended property: the ids of the matching copies (as many as the indexed
+/// view allows). `sender` is the mailbox the request acts as; a mailbox in the folder
+/// id wins.
+///
+/// # Errors
+///
+/// [`DirectoryError::UnsupportedFind`] for any other restriction.
+pub fn find_sent(
+    operation: &Element,
+    sender: Option<&MailboxAddress>,
+    sent: &SentLog,
+) -> Result<String, DirectoryError> {
+    let mailbox = operation
+        .child_mt("ParentFolderIds")
+        .and_then(|folders| folders.child(Ns::Types, "DistinguishedFolderId"))
+        .and_then(|folder| folder.child(Ns::Types, "Mailbox"))
+        .and_then(|mailbox| mailbox.child(Ns::Types, "EmailAddress"))
+        .map(|address| address.text.clone())
+        .or_else(|| sender.map(ToString::to_string))
+        .unwrap_or_default();
+    let equal = operation
+        .child_mt("Restriction")
+        .and_then(|restriction| restriction.child(Ns::Types, "IsEqualTo"))
+        .ok_or(DirectoryError::UnsupportedFind)?;
+    let key = equal
+        .child(Ns::Types, "ExtendedFieldURI")
+        .and_then(property_key)
+        .ok_or(DirectoryError::UnsupportedFind)?;
+    let value = equal
+        .child(Ns::Types, "FieldURIOrConstant")
+        .and_then(|constant| constant.child(Ns::Types, "Constant"))
+        .and_then(|constant| constant.attr("Value"))
+        .ok_or(DirectoryError::UnsupportedFind)?;
+    let limit = operation
+        .child_mt("IndexedPageItemView")
+        .and_then(|view| view.attr("MaxEntriesReturned"))
+        .and_then(|max| max.parse::<usize>().ok())
+        .unwrap_or(usize::MAX);
+    let found = sent.saved_matching(&mailbox, &key, value);
+    let shown = found.len().min(limit);
+    let items: String = found
+        .iter()
+        .take(shown)
+        .map(|index| {
+            format!("<t:Message><t:ItemId Id=\"sent-{index}\" ChangeKey=\"CQAAAA==\"/></t:Message>")
+        })
+        .collect();
+    let last = if shown == found.len() {
+        "true"
+    } else {
+        "false"
+    };
+    Ok(format!(
+        "<m:FindItemResponse xmlns:m=\"{NS_MESSAGES}\" xmlns:t=\"{NS_TYPES}\"><m:ResponseMessages>\
+         <m:FindItemResponseMessage ResponseClass=\"Success\"><m:ResponseCode>NoError</m:ResponseCode>\
+         <m:RootFolder IndexedPagingOffset=\"{shown}\" TotalItemsInView=\"{}\" IncludesLastItemInRange=\"{last}\">\
+         <t:Items>{items}</t:Items></m:RootFolder></m:FindItemResponseMessage></m:ResponseMessages></m:FindItemResponse>",
+        found.len()
+    ))
+}
+
+/// Answers a FindItem over Sent Items ([`find_sent`]), wrapped in an envelope.
+pub(crate) fn answer_find_sent(
+    state: &SimState,
+    context: &RequestContext,
+    operation: &Element,
+) -> Response {
+    match find_sent(operation, context.mailbox.as_ref(), &state.sent) {
+        Ok(body) => soap::xml_response(wrap(&body)),
+        Err(err) => soap::fault_response("ErrorSchemaValidation", &err.to_string(), None),
+    }
 }
 
 /// Answers ConvertId: the simulator's ids have no other formats, so every id gets
@@ -266,13 +420,13 @@ pub fn create_item_error() -> String {
         error_message(
             "CreateItemResponseMessage",
             "ErrorInvalidOperation",
-            "Only sending a message with MessageDisposition SendOnly is supported.",
+            "Only sending a message with MessageDisposition SendOnly or SendAndSaveCopy is supported.",
         )
         .replace("</m:CreateItemResponseMessage>", "<m:Items/></m:CreateItemResponseMessage>")
     )
 }
 
-/// Registers ResolveNames, GetRoomLists, GetRooms and CreateItem (SendOnly).
+/// Registers ResolveNames, GetRoomLists, GetRooms and CreateItem (sending mail).
 pub fn register(operations: &mut BTreeMap<&'static str, Operation>) {
     operations.insert(
         "ConvertId",
@@ -322,7 +476,7 @@ pub fn routes() -> Router<Arc<SimState>> {
 }
 
 impl SimControl {
-    /// Every message sent through CreateItem with SendOnly, oldest first.
+    /// Every message sent through CreateItem, oldest first.
     pub fn sent(&self) -> Vec<SentMessage> {
         self.state.sent.all()
     }

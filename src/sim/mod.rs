@@ -269,7 +269,7 @@ pub struct SimStats {
     pub stream_envelopes: u64,
     /// SOAP requests by "operation/outcome".
     pub requests: BTreeMap<String, u64>,
-    /// Messages sent with CreateItem SendOnly.
+    /// Messages sent with CreateItem.
     pub messages_sent: usize,
     /// Push delivery counters.
     pub push: push::PushStats,
@@ -304,7 +304,7 @@ pub struct SimState {
     pub faults: faults::Faults,
     /// Push subscriptions and their delivery tasks (stopped by `shutdown`).
     pub push: Arc<push::PushHub>,
-    /// Mail sent with CreateItem SendOnly.
+    /// Mail sent with CreateItem (and the copies kept in Sent Items).
     pub sent: directory::SentLog,
 }
 

@@ -44,7 +44,7 @@ pub use audit::{AuditEntry, AuditFilter};
 pub use effects::IssueRouting;
 pub use error::{BoxError, StoreError};
 pub use migrations::SchemaStatus;
-pub use outbox::{DueDigest, IssueAudience, PendingIssue};
+pub use outbox::{ClaimedDigest, DueDigest, IssueAudience, PendingIssue};
 pub use plan::{PlanSummary, PlannedEmail};
 pub use resync::Rewrite;
 pub use room_admin::CoexistenceChange;

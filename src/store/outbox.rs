@@ -3,9 +3,15 @@
 //! Issues enter `sync_issues` with the write that found them
 //! ([`effects`](super::effects)); here they leave it. A recipient is due when their
 //! oldest waiting issue has waited a whole digest interval, no digest went to them
-//! within the interval, and (for users) fewer than the daily cap went out in the last
-//! 24 hours. The caller sends, then records the digest, which takes its issues out of
-//! the queue: a crash between the two sends that digest again, never loses it.
+//! within the interval, (for users) fewer than the daily cap went out in the last 24
+//! hours, and no digest of theirs is still being sent.
+//!
+//! Sending is claim, send, mark: [`PgStore::claim_digest`] commits the digest in state
+//! `sending` with the message id its email will carry and takes its issues out of the
+//! queue; the caller sends; [`PgStore::mark_digest_sent`] records that it went out. A
+//! claim left `sending` (a crash or a failed send between the two) is listed by
+//! [`PgStore::sending_digests`] with its issues, for the caller to resolve: ask the
+//! transport whether that message id went out, and send it again only if not.
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
@@ -63,6 +69,25 @@ pub struct DueDigest {
     pub issues: Vec<PendingIssue>,
 }
 
+/// A digest claimed for sending: its row, the message id its email carries, and the
+/// issues it lists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedDigest {
+    /// Row id in `notification_digests`.
+    pub id: i64,
+    /// The Internet message id of its email, angle brackets included; the same on
+    /// every attempt.
+    pub message_id: String,
+    /// Subject line as claimed.
+    pub subject: String,
+    /// When it was claimed.
+    pub claimed_at: DateTime<Utc>,
+    /// Sends tried so far (before this one).
+    pub send_attempts: i32,
+    /// Recipient, audience and issues.
+    pub digest: DueDigest,
+}
+
 /// The most issues one digest lists; the rest wait for the next.
 const MAX_ISSUES_PER_DIGEST: i64 = 200;
 
@@ -74,7 +99,8 @@ const DUE_RECIPIENTS: &str = "\
     SELECT w.recipient, w.audience FROM waiting w \
     WHERE w.oldest <= $1 \
       AND NOT EXISTS (SELECT 1 FROM notification_digests d \
-          WHERE d.recipient = w.recipient AND d.audience = w.audience AND d.sent_at > $1) \
+          WHERE d.recipient = w.recipient AND d.audience = w.audience \
+            AND (d.sent_at > $1 OR d.state = 'sending')) \
       AND (w.audience = 'admin' OR (SELECT count(*) FROM notification_digests d \
           WHERE d.recipient = w.recipient AND d.audience = 'user' AND d.sent_at > $2) < $3) \
     ORDER BY w.oldest";
@@ -83,9 +109,25 @@ const WAITING_ISSUES: &str = "\
     SELECT id, rule, details, created_at FROM sync_issues \
     WHERE recipient = $1 AND audience = $2 AND digest_id IS NULL ORDER BY id LIMIT $3";
 
-const INSERT_DIGEST: &str = "\
-    INSERT INTO notification_digests (recipient, audience, subject, issue_count, sent_at) \
-    VALUES ($1, $2, $3, $4, $5) RETURNING id";
+const CLAIM_DIGEST: &str = "\
+    INSERT INTO notification_digests \
+        (recipient, audience, subject, issue_count, sent_at, claimed_at, state, message_id) \
+    VALUES ($1, $2, $3, $4, $5, $5, 'sending', $6) RETURNING id";
+
+const SENDING_DIGESTS: &str = "\
+    SELECT id, recipient, audience, subject, message_id, claimed_at, send_attempts \
+    FROM notification_digests WHERE state = 'sending' AND claimed_at <= $1 ORDER BY id";
+
+const DIGEST_ISSUES: &str = "\
+    SELECT id, rule, details, created_at FROM sync_issues WHERE digest_id = $1 ORDER BY id";
+
+const MARK_SENT: &str = "\
+    UPDATE notification_digests SET state = 'sent', sent_at = $2 \
+    WHERE id = $1 AND state = 'sending'";
+
+const COUNT_ATTEMPT: &str = "\
+    UPDATE notification_digests SET send_attempts = send_attempts + 1 \
+    WHERE id = $1 AND state = 'sending'";
 
 const TAKE_ISSUES: &str = "\
     UPDATE sync_issues SET digest_id = $1 WHERE id = ANY($2::bigint[]) AND digest_id IS NULL";
@@ -142,39 +184,130 @@ impl PgStore {
         .await
     }
 
-    /// Records that `digest` went out at `sent_at` under `subject`; its issues leave
-    /// the queue.
+    /// Claims `digest` for sending at `now` under `subject`, with the Internet message
+    /// id `message_id` (unique; angle brackets included): commits its row in state
+    /// `sending` and takes its issues out of the queue.
     ///
     /// # Errors
     ///
     /// [`StoreError::Unavailable`] when retries ran out, [`StoreError::Database`]
     /// otherwise.
-    pub async fn record_digest(
+    pub async fn claim_digest(
         &self,
         digest: &DueDigest,
         subject: &str,
-        sent_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+        message_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ClaimedDigest, StoreError> {
         let ids: Vec<i64> = digest.issues.iter().map(|issue| issue.id).collect();
         let count = i32::try_from(ids.len()).unwrap_or(i32::MAX);
         let ids = &ids;
-        self.retrying(|mut client, _| async move {
-            let tx = client.transaction().await?;
-            let id: i64 = tx
-                .query_one(
-                    INSERT_DIGEST,
-                    &[
-                        &digest.recipient,
-                        &digest.audience.as_str(),
-                        &subject,
-                        &count,
-                        &sent_at,
-                    ],
-                )
-                .await?
-                .try_get(0)?;
-            tx.execute(TAKE_ISSUES, &[&id, ids]).await?;
-            tx.commit().await?;
+        let id = self
+            .retrying(|mut client, _| async move {
+                let tx = client.transaction().await?;
+                let id: i64 = tx
+                    .query_one(
+                        CLAIM_DIGEST,
+                        &[
+                            &digest.recipient,
+                            &digest.audience.as_str(),
+                            &subject,
+                            &count,
+                            &now,
+                            &message_id,
+                        ],
+                    )
+                    .await?
+                    .try_get(0)?;
+                tx.execute(TAKE_ISSUES, &[&id, ids]).await?;
+                tx.commit().await?;
+                Ok(id)
+            })
+            .await?;
+        Ok(ClaimedDigest {
+            id,
+            message_id: message_id.to_owned(),
+            subject: subject.to_owned(),
+            claimed_at: now,
+            send_attempts: 0,
+            digest: digest.clone(),
+        })
+    }
+
+    /// The digests still `sending` that were claimed at or before `claimed_by`, oldest
+    /// first, each with the issues it took.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when retries ran out, [`StoreError::Database`]
+    /// otherwise.
+    pub async fn sending_digests(
+        &self,
+        claimed_by: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedDigest>, StoreError> {
+        self.retrying(|client, _| async move {
+            let mut claimed = Vec::new();
+            for row in client.query(SENDING_DIGESTS, &[&claimed_by]).await? {
+                let id: i64 = row.try_get(0)?;
+                let audience: String = row.try_get(2)?;
+                let issues = client
+                    .query(DIGEST_ISSUES, &[&id])
+                    .await?
+                    .iter()
+                    .map(|issue| {
+                        Ok(PendingIssue {
+                            id: issue.try_get(0)?,
+                            rule: issue.try_get(1)?,
+                            details: issue.try_get(2)?,
+                            created_at: issue.try_get(3)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                claimed.push(ClaimedDigest {
+                    id,
+                    message_id: row.try_get(4)?,
+                    subject: row.try_get(3)?,
+                    claimed_at: row.try_get(5)?,
+                    send_attempts: row.try_get(6)?,
+                    digest: DueDigest {
+                        recipient: row.try_get(1)?,
+                        audience: IssueAudience::parse(&audience),
+                        issues,
+                    },
+                });
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+
+    /// Counts one attempt at sending the claimed digest `id` (before it is made).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when retries ran out, [`StoreError::Database`]
+    /// otherwise.
+    pub async fn count_send_attempt(&self, id: i64) -> Result<(), StoreError> {
+        self.retrying(|client, _| async move {
+            client.execute(COUNT_ATTEMPT, &[&id]).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records that the claimed digest `id` went out at `sent_at`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when retries ran out, [`StoreError::Database`]
+    /// otherwise.
+    pub async fn mark_digest_sent(
+        &self,
+        id: i64,
+        sent_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.retrying(|client, _| async move {
+            client.execute(MARK_SENT, &[&id, &sent_at]).await?;
             Ok(())
         })
         .await

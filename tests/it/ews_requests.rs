@@ -38,8 +38,20 @@ fn every_request(context: &RequestContext<'_>) -> Vec<String> {
                 to: vec![MailboxAddress::new("user-001@contoso.example")],
                 subject: "2 meetings need your attention".to_owned(),
                 html_body: "<p>Catering & <b>equipment</b></p>".to_owned(),
+                tag: None,
             },
         ),
+        requests::send_message(
+            context,
+            &requests::OutgoingMail {
+                from: None,
+                to: vec![MailboxAddress::new("user-001@contoso.example")],
+                subject: "A meeting needs your attention".to_owned(),
+                html_body: "<p>Room 1 &amp; Room 2</p>".to_owned(),
+                tag: Some("<digest.0a1b2c@contoso.example>".to_owned()),
+            },
+        ),
+        requests::find_sent_message(context, "<digest.0a1b2c@contoso.example>"),
     ]
 }
 

@@ -15,13 +15,7 @@ const SERVICE_ACCOUNT: &str = "svc-booking@contoso.example";
 const SERVICE_PASSWORD: &str = "conformance-secret";
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
 
-fn python() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    match std::env::var_os("BOOKING_SYNC_PYTHON") {
-        Some(path) => PathBuf::from(path),
-        None => root.join(".venv/bin/python"),
-    }
-}
+use crate::support::python;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchangelib_reads_versions_calendars_syncs_and_streams_from_the_simulator() {

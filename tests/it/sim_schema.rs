@@ -177,6 +177,45 @@ async fn exercise_directory_operations(ews: &Ews, bodies: &mut Bodies) {
          </t:EmailAddress></t:Mailbox></t:ToRecipients></t:Message></m:Items></m:CreateItem>",
     )
     .await;
+    let tagged = "<t:ExtendedProperty><t:ExtendedFieldURI PropertySetId=\"5d3c8a4e-2f61-4b7a-9c0e-8b1f6d2a7e43\" \
+        PropertyName=\"BookingSyncMessageId\" PropertyType=\"String\"/><t:Value>digest-1</t:Value></t:ExtendedProperty>";
+    call(
+        ews,
+        bodies,
+        Some(ROOM),
+        &format!("<m:CreateItem MessageDisposition=\"SendAndSaveCopy\"><m:SavedItemFolderId>\
+         <t:DistinguishedFolderId Id=\"sentitems\"/></m:SavedItemFolderId><m:Items><t:Message><t:Subject>Hi</t:Subject>\
+         <t:Body BodyType=\"HTML\">&lt;p&gt;Body&lt;/p&gt;</t:Body>{tagged}<t:ToRecipients><t:Mailbox>\
+         <t:EmailAddress>user-001@contoso.example</t:EmailAddress></t:Mailbox></t:ToRecipients></t:Message></m:Items></m:CreateItem>"),
+    )
+    .await;
+    for value in ["digest-1", "digest-2"] {
+        let found = call(
+            ews,
+            bodies,
+            Some(ROOM),
+            &format!("<m:FindItem Traversal=\"Shallow\"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape>\
+             <m:IndexedPageItemView MaxEntriesReturned=\"1\" Offset=\"0\" BasePoint=\"Beginning\"/>\
+             <m:Restriction><t:IsEqualTo><t:ExtendedFieldURI PropertySetId=\"5d3c8a4e-2f61-4b7a-9c0e-8b1f6d2a7e43\" \
+             PropertyName=\"BookingSyncMessageId\" PropertyType=\"String\"/><t:FieldURIOrConstant>\
+             <t:Constant Value=\"{value}\"/></t:FieldURIOrConstant></t:IsEqualTo></m:Restriction>\
+             <m:ParentFolderIds><t:DistinguishedFolderId Id=\"sentitems\"/></m:ParentFolderIds></m:FindItem>"),
+        )
+        .await;
+        assert_eq!(
+            found.contains("<t:ItemId"),
+            value == "digest-1",
+            "{value}: {found}"
+        );
+    }
+    call(
+        ews,
+        bodies,
+        Some(ROOM),
+        "<m:FindItem Traversal=\"Shallow\"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape>\
+         <m:ParentFolderIds><t:DistinguishedFolderId Id=\"sentitems\"/></m:ParentFolderIds></m:FindItem>",
+    )
+    .await;
     call(
         ews,
         bodies,

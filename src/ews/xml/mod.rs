@@ -166,6 +166,24 @@ pub fn parse_find_calendar_view(body: &[u8]) -> Result<CalendarView, EwsError> {
     })
 }
 
+/// Reads a FindItem response over Sent Items: whether any message matched.
+pub fn parse_find_sent_message(body: &[u8]) -> Result<bool, EwsError> {
+    let message = single_message(body, FIND_ITEM_RESPONSE, FIND_ITEM_RESPONSE_MESSAGE)?;
+    check_message(&message)?;
+    let root_folder = message
+        .child(Ns::Messages, ROOT_FOLDER)
+        .ok_or_else(|| malformed("FindItem response without RootFolder"))?;
+    let listed = root_folder
+        .child(Ns::Types, ITEMS)
+        .is_some_and(|list| list.children.iter().any(|item| item.ns == Ns::Types));
+    let total = root_folder
+        .attribute(TOTAL_ITEMS_IN_VIEW)
+        .map(|value| parse_number(value, TOTAL_ITEMS_IN_VIEW))
+        .transpose()?
+        .unwrap_or(0);
+    Ok(listed || total > 0)
+}
+
 /// Reads a GetFolder response for one folder.
 pub fn parse_get_folder(body: &[u8]) -> Result<FolderInfo, EwsError> {
     let message = single_message(body, GET_FOLDER_RESPONSE, GET_FOLDER_RESPONSE_MESSAGE)?;

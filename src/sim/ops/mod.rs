@@ -133,6 +133,9 @@ async fn dispatch(state: Arc<SimState>, headers: HeaderMap, request: Arc<SoapReq
         "GetFolder" => folders::get_folder(&state, &context, &request.operation),
         "SyncFolderItems" => folders::sync_folder_items(&state, &context, &request.operation),
         "GetItem" => items::get_item(&state, &request.operation),
+        "FindItem" if crate::sim::directory::is_sent_items_search(&request.operation) => {
+            crate::sim::directory::answer_find_sent(&state, &context, &request.operation)
+        }
         "FindItem" => items::find_item(&state, &context, &request.operation),
         name => match state.layers.operations.get(name) {
             Some(operation) => operation(state.clone(), context, request.clone()).await,
