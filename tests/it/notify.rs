@@ -331,6 +331,78 @@ async fn a_claimed_digest_exchange_never_took_is_sent_once_after_a_restart() {
     assert_eq!(messages[0].to, [FALLBACK]);
 }
 
+/// FindItem requests the simulator answered, whatever their outcome.
+fn find_item_requests(app: &TestApp) -> u64 {
+    app.control
+        .stats()
+        .requests
+        .iter()
+        .filter(|(key, _)| key.starts_with("FindItem/"))
+        .map(|(_, count)| count)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_claimed_by_a_process_that_died_before_sending_is_sent_without_a_lookup() {
+    let mut app = enabled_app().await;
+    app.start().await;
+    one_guest_meeting(&app).await;
+    let now = Utc::now() + Span::from_std(app.config.notifications.digest_interval).unwrap();
+    // What the previous process committed before it died: the claim, no attempt.
+    let due = app
+        .store
+        .due_digests(
+            now,
+            app.config.notifications.digest_interval,
+            app.config.notifications.daily_cap,
+        )
+        .await
+        .expect("due digests");
+    assert_eq!(due.len(), 1);
+    app.store
+        .claim_digest(
+            &due[0],
+            "A meeting needs your attention",
+            "<digest.died@contoso.example>",
+            now,
+        )
+        .await
+        .expect("claimed");
+    let lookups_before = find_item_requests(&app);
+
+    let restarted = notifier(&app);
+    let resolved = restarted
+        .send_due(after_settling(now))
+        .await
+        .expect("round runs");
+    let later = restarted
+        .send_due(after_settling(now) + Span::days(2))
+        .await
+        .expect("round runs");
+
+    assert_eq!((resolved, later), (1, 0));
+    assert_eq!(
+        find_item_requests(&app),
+        lookups_before,
+        "no Sent Items lookup"
+    );
+    assert_eq!(
+        digest_rows(&app).await,
+        [(
+            "sent".to_owned(),
+            1,
+            "<digest.died@contoso.example>".to_owned()
+        )]
+    );
+    let messages = app.control.sent();
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert_eq!(messages[0].to, [FALLBACK]);
+    assert!(messages[0]
+        .extended_properties
+        .values()
+        .any(|value| value == "<digest.died@contoso.example>"));
+}
+
 /// Sends through SMTP to `sink`.
 fn smtp_app_config(app: &mut TestApp, sink: &SmtpSink) {
     app.config.notifications.sender = None;
