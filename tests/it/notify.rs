@@ -403,15 +403,18 @@ async fn a_digest_claimed_by_a_process_that_died_before_sending_is_sent_without_
         .any(|value| value == "<digest.died@contoso.example>"));
 }
 
-/// Sends through SMTP to `sink`.
+const SMTP_USER: &str = "booking-sync";
+const SMTP_PASSWORD: &str = "relay-Secret-7f3a";
+
+/// Sends through SMTP to `sink`, authenticating as `SMTP_USER`.
 fn smtp_app_config(app: &mut TestApp, sink: &SmtpSink) {
     app.config.notifications.sender = None;
     app.config.notifications.smtp = Some(SmtpConfig {
         host: sink.addr().ip().to_string(),
         port: sink.addr().port(),
         tls: SmtpTls::None,
-        username: None,
-        password: None,
+        username: Some(SMTP_USER.to_owned()),
+        password: Some(SMTP_PASSWORD.into()),
         from: SMTP_FROM.to_owned(),
         timeout: Duration::from_secs(10),
     });
@@ -419,7 +422,7 @@ fn smtp_app_config(app: &mut TestApp, sink: &SmtpSink) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_delivers_the_digest_and_the_administrator_report_once_after_the_relay_was_down() {
-    let mut sink = SmtpSink::start().await;
+    let mut sink = SmtpSink::start_with_auth(SMTP_USER, SMTP_PASSWORD).await;
     let mut app = enabled_app().await;
     smtp_app_config(&mut app, &sink);
     let client = sql(&app).await;
@@ -546,4 +549,45 @@ async fn smtp_delivers_the_digest_and_the_administrator_report_once_after_the_re
     assert_eq!(organizer.1, "A meeting needs your attention");
     assert!(organizer.2.contains("\u{201c}Review\u{201d}"));
     assert!(organizer.3.contains("\u{201c}Review\u{201d}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_the_relay_refused_for_a_wrong_password_waits_and_goes_once_it_is_fixed() {
+    let sink = SmtpSink::start_with_auth(SMTP_USER, SMTP_PASSWORD).await;
+    let mut app = enabled_app().await;
+    smtp_app_config(&mut app, &sink);
+    app.start().await;
+    one_guest_meeting(&app).await;
+    let mut wrong = app.config.clone();
+    if let Some(smtp) = &mut wrong.notifications.smtp {
+        smtp.password = Some("not-the-password".into());
+    }
+    let ews = EwsClient::new(ews_config(&wrong)).expect("client");
+    let refused_notifier = build_notifier(&wrong, &app.store, &ews).expect("enabled");
+    let now = Utc::now() + Span::from_std(app.config.notifications.digest_interval).unwrap();
+
+    let refused = refused_notifier.send_due(now).await.expect("round runs");
+    let claimed = digest_rows(&app).await;
+    let fixed = notifier(&app);
+    let resolved = fixed
+        .send_due(after_settling(now))
+        .await
+        .expect("round runs");
+    let later = fixed
+        .send_due(after_settling(now) + Span::days(2))
+        .await
+        .expect("round runs");
+    let received = sink.wait_for(1, WAIT).await;
+
+    assert_eq!((refused, resolved, later), (0, 1, 0));
+    assert_eq!(claimed.len(), 1);
+    assert_eq!((claimed[0].0.as_str(), claimed[0].1), ("sending", 1));
+    assert_eq!(received.len(), 1, "{received:#?}");
+    assert_eq!(received[0].envelope_to, [FALLBACK]);
+    let parsed = received[0].parsed();
+    assert_eq!(
+        parsed.message_id().map(|id| format!("<{id}>")),
+        Some(claimed[0].2.clone())
+    );
+    assert_eq!(digest_rows(&app).await[0].0, "sent");
 }

@@ -1,7 +1,8 @@
 //! A real SMTP server on a loopback port: aiosmtpd (from the project's Python virtual
-//! environment, see [`super::python`]) run as a child process with its Mailbox handler,
-//! which files every message it receives in a Maildir that the test reads back.
-//! Stopping it and starting it again on the same port takes the relay down and up.
+//! environment, see [`super::python`]) run by `tests/smtp/sink.py` as a child process,
+//! filing every message it receives in a Maildir that the test reads back, and
+//! requiring AUTH when started with credentials. Stopping it and starting it again on
+//! the same port takes the relay down and up.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -35,12 +36,22 @@ impl Received {
 pub struct SmtpSink {
     addr: SocketAddr,
     maildir: tempfile::TempDir,
+    credentials: Option<(String, String)>,
     child: Option<Child>,
 }
 
 impl SmtpSink {
     /// Starts aiosmtpd on a free loopback port and waits until it accepts connections.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Like [`Self::start`], requiring AUTH as `username` with `password`.
+    pub async fn start_with_auth(username: &str, password: &str) -> Self {
+        Self::start_with(Some((username.to_owned(), password.to_owned()))).await
+    }
+
+    async fn start_with(credentials: Option<(String, String)>) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
@@ -48,6 +59,7 @@ impl SmtpSink {
         let mut sink = Self {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             maildir: tempfile::tempdir().expect("maildir"),
+            credentials,
             child: None,
         };
         sink.resume().await;
@@ -79,14 +91,22 @@ impl SmtpSink {
             "no Python interpreter at {}: run scripts/setup-python-venv.sh (or set BOOKING_SYNC_PYTHON)",
             python.display()
         );
-        let child = Command::new(&python)
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(self.addr.to_string())
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/sink.py");
+        let mut command = Command::new(&python);
+        command
+            .arg(script)
+            .arg(self.addr.ip().to_string())
+            .arg(self.addr.port().to_string())
             .arg(self.mail_path())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("aiosmtpd starts");
+            .env_remove("SINK_USERNAME")
+            .env_remove("SINK_PASSWORD")
+            .kill_on_drop(true);
+        if let Some((username, password)) = &self.credentials {
+            command
+                .env("SINK_USERNAME", username)
+                .env("SINK_PASSWORD", password);
+        }
+        let child = command.spawn().expect("aiosmtpd starts");
         self.child = Some(child);
         let started = tokio::time::Instant::now();
         while tokio::net::TcpStream::connect(self.addr).await.is_err() {
