@@ -687,6 +687,47 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_saved_to_sent_items_is_found_by_its_extended_property() {
+        let uri = "<t:ExtendedFieldURI PropertySetId=\"5D3C8A4E-2F61-4B7A-9C0E-8B1F6D2A7E43\" \
+                   PropertyName=\"BookingSyncMessageId\" PropertyType=\"String\"/>";
+        let create = format!(
+            "<m:CreateItem xmlns:m=\"{NS_MESSAGES}\" xmlns:t=\"{NS_TYPES}\" MessageDisposition=\"SendAndSaveCopy\">\
+             <m:SavedItemFolderId><t:DistinguishedFolderId Id=\"sentitems\"/></m:SavedItemFolderId><m:Items><t:Message>\
+             <t:Subject>Digest</t:Subject><t:ExtendedProperty>{uri}<t:Value>&lt;d.1@sim.example&gt;</t:Value></t:ExtendedProperty>\
+             <t:ToRecipients><t:Mailbox><t:EmailAddress>alice@sim.example</t:EmailAddress></t:Mailbox></t:ToRecipients>\
+             </t:Message></m:Items></m:CreateItem>"
+        );
+        let find = |value: &str| {
+            let body = format!(
+                "<m:FindItem xmlns:m=\"{NS_MESSAGES}\" xmlns:t=\"{NS_TYPES}\" Traversal=\"Shallow\">\
+                 <m:Restriction><t:IsEqualTo>{uri}<t:FieldURIOrConstant><t:Constant Value=\"{value}\"/>\
+                 </t:FieldURIOrConstant></t:IsEqualTo></m:Restriction><m:ParentFolderIds>\
+                 <t:DistinguishedFolderId Id=\"sentitems\"/></m:ParentFolderIds></m:FindItem>"
+            );
+            element(&body)
+        };
+        let sender = MailboxAddress::new("room-1@sim.example");
+        let other = MailboxAddress::new("alice@sim.example");
+        let log = SentLog::default();
+
+        let message =
+            parse_send_only(&element(&create), Some(&sender), Utc::now()).expect("message");
+        log.record(message);
+        let found =
+            find_sent(&find("&lt;d.1@sim.example&gt;"), Some(&sender), &log).expect("found");
+        let missing =
+            find_sent(&find("&lt;d.2@sim.example&gt;"), Some(&sender), &log).expect("none");
+        let elsewhere =
+            find_sent(&find("&lt;d.1@sim.example&gt;"), Some(&other), &log).expect("none");
+
+        assert!(is_sent_items_search(&find("x")));
+        assert!(found.contains("TotalItemsInView=\"1\"") && found.contains("<t:ItemId"));
+        assert!(missing.contains("TotalItemsInView=\"0\"") && !missing.contains("<t:ItemId"));
+        assert!(!elsewhere.contains("<t:ItemId"));
+        assert_eq!(log.all()[0].saved_in.as_deref(), Some("room-1@sim.example"));
+    }
+
+    #[test]
     fn create_item_without_send_only_is_refused() {
         let body = format!("<m:CreateItem xmlns:m=\"{NS_MESSAGES}\"><m:Items/></m:CreateItem>");
 
