@@ -306,6 +306,14 @@ fn validate_smtp(
             default_port
         }
     };
+    if !host.is_empty() && !is_host(&host) {
+        problems.push(problem(
+            "host",
+            format!(
+                "{host:?} is neither a host name nor an IP address; write the relay's DNS name"
+            ),
+        ));
+    }
     if tls == SmtpTls::None && !host.is_empty() && !is_loopback(&host) {
         problems.push(problem(
             "tls",
@@ -384,6 +392,20 @@ fn validate_smtp(
         from,
         timeout,
     })
+}
+
+/// Whether `host` is an IP address or a DNS name (dot-separated labels of letters,
+/// digits and inner hyphens).
+fn is_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>().is_ok()
+        || (host.len() <= 253
+            && host.trim_end_matches('.').split('.').all(|label| {
+                (1..=63).contains(&label.len())
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            }))
 }
 
 /// Whether `host` names this machine (`localhost` or a loopback address).
@@ -501,6 +523,7 @@ mod tests {
         let text = "[notifications]\nenabled = true\nadmin = \"it@contoso.example\"\n\
                     [notifications.smtp]\nhost = \"smtp.contoso.example\"\ntls = \"none\"\n\
                     port = 70000\nusername = \"sync\"\nfrom = \"nobody\"\n";
+        let bad_host = "[notifications.smtp]\nhost = \"smtp relay\"\nfrom = \"a@b.example\"\n";
 
         let problems = parse(text).unwrap_err();
 
@@ -513,6 +536,10 @@ mod tests {
                 "notifications.smtp.from"
             ],
             "{problems:?}"
+        );
+        assert_eq!(
+            keys(&parse(bad_host).unwrap_err()),
+            ["notifications.smtp.host"]
         );
     }
 
