@@ -68,6 +68,7 @@ fn batch(room: RoomId, items: Vec<ItemWrite>) -> MailboxBatch {
         items,
         removed_items: Vec::new(),
         completes_initial_sync: false,
+        origin: ChangeOrigin::Stream,
     }
 }
 
@@ -101,7 +102,8 @@ async fn migrating_twice_applies_everything_once() {
             "V1__booking_tables",
             "V2__sync_state",
             "V3__resync_notes",
-            "V4__services_issues_audit"
+            "V4__services_issues_audit",
+            "V5__plan_issue_scope"
         ]
     );
     assert!(second.is_empty(), "{second:?}");
@@ -126,10 +128,11 @@ async fn an_empty_database_is_outdated_and_refused() {
                 "V2__sync_state".to_owned(),
                 "V3__resync_notes".to_owned(),
                 "V4__services_issues_audit".to_owned(),
+                "V5__plan_issue_scope".to_owned(),
             ]
         }
     );
-    assert!(matches!(required, Err(StoreError::SchemaOutdated { pending }) if pending.len() == 4));
+    assert!(matches!(required, Err(StoreError::SchemaOutdated { pending }) if pending.len() == 5));
 }
 
 #[tokio::test]
@@ -826,7 +829,8 @@ async fn concurrent_migrations_apply_each_migration_once() {
             "V1__booking_tables",
             "V2__sync_state",
             "V3__resync_notes",
-            "V4__services_issues_audit"
+            "V4__services_issues_audit",
+            "V5__plan_issue_scope"
         ]
     );
 }
@@ -913,7 +917,13 @@ async fn a_full_sync_cancels_what_it_no_longer_finds() {
 
     let cancelled = db
         .store
-        .reconcile_full_sync(room, &[ItemId::from("a")], started)
+        .reconcile_full_sync(
+            room,
+            &[ItemId::from("a")],
+            started,
+            ChangeOrigin::Resync,
+            false,
+        )
         .await
         .expect("reconciled");
     let late = db
@@ -922,7 +932,7 @@ async fn a_full_sync_cancels_what_it_no_longer_finds() {
         .await
         .expect("late fetch");
 
-    assert_eq!(cancelled, 1);
+    assert_eq!(cancelled.cancelled, 1);
     assert_eq!(late.stale_skipped, 1);
     let rows: Vec<(String, MeetingStatus)> = db
         .store
