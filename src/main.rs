@@ -374,7 +374,8 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(config) = load_config(cli.config.as_deref())? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
-            let store = connect(&config).await?;
+            // Writes as the service would: routed issues, or a plan in a dry run.
+            let store = app::syncing_store(&config, connect(&config).await?);
             let options = ResyncOptions {
                 room: room.as_deref().map(MailboxAddress::new),
                 full,
