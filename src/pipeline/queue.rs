@@ -542,4 +542,33 @@ mod tests {
         let work = queue.pop().await.unwrap();
         assert_eq!(work.item_hints.len(), MAX_ITEM_HINTS);
     }
+
+    #[test]
+    fn a_pass_records_the_source_that_asked_for_it() {
+        use Reason::{CatchUp, Event, Push, Resync};
+
+        assert_eq!(Reason::origin(&[Event]), ChangeOrigin::Stream);
+        assert_eq!(Reason::origin(&[CatchUp]), ChangeOrigin::Stream);
+        assert_eq!(Reason::origin(&[Resync]), ChangeOrigin::Resync);
+        assert_eq!(Reason::origin(&[Push]), ChangeOrigin::Push);
+        assert_eq!(Reason::origin(&[Resync, Event]), ChangeOrigin::Stream);
+        assert_eq!(Reason::origin(&[Resync, CatchUp]), ChangeOrigin::Stream);
+        assert_eq!(Reason::origin(&[Resync, Push]), ChangeOrigin::Push);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_keeps_the_reasons_of_the_failed_pass() {
+        let queue = WorkQueue::new(4, Duration::ZERO);
+        queue
+            .push(&mailbox("a@x"), None, Reason::Resync)
+            .await
+            .unwrap();
+        let work = queue.pop().await.unwrap();
+
+        queue.retry(&work.mailbox, &work.reasons, Duration::from_secs(1));
+        queue.done(&work.mailbox);
+        let again = queue.pop().await.unwrap();
+
+        assert_eq!(again.reasons, vec![Reason::Resync]);
+    }
 }
