@@ -129,12 +129,13 @@ pub(super) async fn record(
 ) -> Result<u64, StoreError> {
     let origin = batch.origin.as_str();
     let mut after = touched_rows(tx, batch, extra_rows).await?;
-    let mut never_seen = HashSet::new();
+    // Booking rows the initial sync never saw: looked at, not written.
+    let mut never_seen: HashMap<i64, StoredRow> = HashMap::new();
     if batch.completes_initial_sync {
         for row in tx.query(&never_seen_sql(), &[&batch.room_id.0]).await? {
             let row = stored_row(&row)?;
             if !after.iter().any(|held| held.state.id == row.state.id) {
-                never_seen.insert(row.state.id);
+                never_seen.insert(row.state.id, row.clone());
                 after.push(row);
             }
         }
@@ -144,8 +145,11 @@ pub(super) async fn record(
     let exchange_copies = exchange_copies(batch);
     let removed: HashSet<&str> = batch.removed_items.iter().map(ItemId::as_str).collect();
     for row in after {
-        let previous = before.rows.get(&row.state.id);
-        let exchange = if never_seen.contains(&row.state.id) {
+        let previous = before
+            .rows
+            .get(&row.state.id)
+            .or_else(|| never_seen.get(&row.state.id));
+        let exchange = if never_seen.contains_key(&row.state.id) {
             ExchangeCopy::NeverSeen
         } else {
             exchange_copy(&row, &exchange_copies, &removed)
