@@ -43,7 +43,8 @@ enum Command {
     },
     /// Apply the database migrations in schema/.
     Migrate,
-    /// Show the changes applied to meetings, newest first.
+    /// Show the changes applied to meetings, newest first, with their source (stream,
+    /// resync, push).
     Audit {
         /// Only this room.
         #[arg(long)]
