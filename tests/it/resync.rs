@@ -409,7 +409,8 @@ fn entry(action: &str, origin: &str) -> (String, String) {
 
 /// A room whose checkpoint is lost (a restore, or a state Exchange rejected) is
 /// enumerated again; what that finds gone is cancelled through the same write path as
-/// any change: audited, services flagged, the organizer told.
+/// any change: audited, services flagged, the organizer told (and told when a
+/// booking's appointment is among what is gone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancellations_of_a_full_sync_are_audited_and_run_the_rules() {
     let mut app = app_with_routing().await;
@@ -420,14 +421,38 @@ async fn cancellations_of_a_full_sync_are_audited_and_run_the_rules() {
         .create_appointment(ROOM, meeting("Deleted unseen", hour(2, 9)))
         .expect("created");
     let service = add_service(&client, meeting_id(&client, ROOM, &gone.uid).await).await;
+    // A meeting the booking system created, linked to its appointment by the sync.
+    let mut booked = meeting("Booked at the desk", hour(2, 13));
+    booked.uid = Some("booking-77".to_owned());
+    client
+        .execute(
+            "INSERT INTO meetings (room_id, exchange_uid, subject, starts_at, ends_at, \
+                 organizer_email, source) \
+             SELECT id, 'booking-77', $1, $2, $3, 'user-001@contoso.example', 'booking' \
+             FROM rooms WHERE email = $4",
+            &[&booked.subject, &booked.start, &booked.end, &ROOM],
+        )
+        .await
+        .expect("booking row");
+    app.control
+        .create_appointment(ROOM, booked)
+        .expect("created");
+    rules::wait_rows(
+        &client,
+        "SELECT 1 FROM meetings WHERE exchange_uid = 'booking-77' AND exchange_item_id IS NOT NULL",
+    )
+    .await;
     app.stop().await;
 
-    app.control
-        .delete_appointment(ROOM, &gone.uid, DeleteMode::Hard, None)
-        .expect("deleted");
+    for uid in [gone.uid.as_str(), "booking-77"] {
+        app.control
+            .delete_appointment(ROOM, uid, DeleteMode::Hard, None)
+            .expect("deleted");
+    }
     sql(&app, "UPDATE mailbox_sync SET sync_state = NULL").await;
     app.start().await;
     let issues = issues_after(&client, "cancelled_with_services", &gone.uid).await;
+    let missing = issues_after(&client, "booking_missing_in_exchange", "booking-77").await;
 
     assert_eq!(issues.len(), 1, "{issues:?}");
     assert_eq!(
@@ -435,6 +460,12 @@ async fn cancellations_of_a_full_sync_are_audited_and_run_the_rules() {
         Some("user-001@contoso.example")
     );
     assert_eq!(service_status(&client, service).await, "needs_attention");
+    // The booking system's meeting stays; its organizer is told it left Exchange.
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert_eq!(
+        missing[0].recipient.as_deref(),
+        Some("user-001@contoso.example")
+    );
     // Created and cancelled by passes the subscription's catch-up started.
     assert_eq!(
         audit_of(&app, &gone.uid).await,
