@@ -127,10 +127,11 @@ const DECIDED_ISSUES: &str = "\
     WHERE id > $1 ORDER BY id";
 
 /// A batch carries the whole current truth of its items, and the booking tables do
-/// not move during a dry run, so the decisions about a batch's meetings replace every
+/// not move during a dry run, so the decisions about a batch's items replace every
 /// earlier decision about them: a meeting created and deleted again plans nothing, as
-/// a live run from here would do nothing. The meetings are the batch's UIDs, those of
-/// the rows and planned rows of its removed items, and those of the rows it decided.
+/// a live run from here would do nothing. Issues go the same way, and so do the
+/// issues of the rows the batch decided about beyond its items (the cancellations of a
+/// full enumeration or a resync): those are re-decided row by row.
 const FORGET_ISSUES: &str = "\
     WITH forgotten AS ( \
         SELECT unnest($2::text[]) AS uid \
@@ -138,9 +139,14 @@ const FORGET_ISSUES: &str = "\
             WHERE room_id = $1 AND after->>'exchange_item_id' = ANY($3::text[]) \
         UNION SELECT exchange_uid FROM meetings \
             WHERE room_id = $1 AND exchange_item_id = ANY($3::text[]) \
+    ), decided AS ( \
+        SELECT * FROM unnest($4::text[], $5::timestamptz[]) AS d(uid, occurrence_start) \
     ) \
-    DELETE FROM plan_issues WHERE decided_in = $1 \
-      AND exchange_uid IN (SELECT uid FROM forgotten)";
+    DELETE FROM plan_issues i WHERE i.decided_in = $1 \
+      AND (i.exchange_uid IN (SELECT uid FROM forgotten) \
+        OR EXISTS (SELECT 1 FROM decided d WHERE d.uid = i.exchange_uid \
+            AND d.occurrence_start IS NOT DISTINCT FROM \
+                (i.details->>'occurrence_start')::timestamptz))";
 const FORGET_DECISIONS: &str = "\
     DELETE FROM plan_entries WHERE room_id = $1 \
       AND (exchange_uid = ANY($2::text[]) OR after->>'exchange_item_id' = ANY($3::text[]))";
@@ -218,14 +224,20 @@ pub(super) async fn apply_dry(
     let issues = savepoint.query(DECIDED_ISSUES, &[&issues_mark]).await?;
     savepoint.rollback().await?;
 
-    let mut forgotten = uids;
+    let mut decided_uid: Vec<String> = Vec::with_capacity(rows.len());
+    let mut decided_start: Vec<Option<chrono::DateTime<chrono::Utc>>> =
+        Vec::with_capacity(rows.len());
     for row in &rows {
-        forgotten.push(row.try_get(1)?);
+        decided_uid.push(row.try_get(1)?);
+        decided_start.push(row.try_get(2)?);
     }
     let removed: Vec<&str> = batch.removed_items.iter().map(ItemId::as_str).collect();
-    tx.execute(FORGET_ISSUES, &[&room.0, &forgotten, &removed])
-        .await?;
-    tx.execute(FORGET_DECISIONS, &[&room.0, &forgotten, &removed])
+    tx.execute(
+        FORGET_ISSUES,
+        &[&room.0, &uids, &removed, &decided_uid, &decided_start],
+    )
+    .await?;
+    tx.execute(FORGET_DECISIONS, &[&room.0, &uids, &removed])
         .await?;
 
     for row in &rows {
