@@ -319,11 +319,13 @@ fn demo_workload() -> Workload {
     }
 }
 
+/// The demo's simulator (`booking-sync demo` with its defaults).
 fn demo_options() -> TestOptions {
     TestOptions {
         rooms: 20,
         users: 50,
         queue_capacity: 64,
+        seed: 1,
         ..TestOptions::default()
     }
 }
