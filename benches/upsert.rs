@@ -14,7 +14,9 @@ use tokio_postgres::NoTls;
 
 use booking_sync::config::DatabaseConfig;
 use booking_sync::domain::{ChangeKey, ItemId, MailboxAddress};
-use booking_sync::store::{ItemWrite, MailboxBatch, MeetingStatus, MeetingWrite, PgStore, RoomId};
+use booking_sync::store::{
+    ChangeOrigin, ItemWrite, MailboxBatch, MeetingStatus, MeetingWrite, PgStore, RoomId,
+};
 
 /// Meetings per batch.
 const BATCH_ROWS: usize = 500;
@@ -58,6 +60,7 @@ fn series_batch(room: RoomId, uid: &str, version: i64) -> MailboxBatch {
         }],
         removed_items: Vec::new(),
         completes_initial_sync: false,
+        origin: ChangeOrigin::Stream,
     }
 }
 

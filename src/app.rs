@@ -89,14 +89,11 @@ impl Service {
         let metrics = metrics_handle();
         let store = PgStore::connect(&config.database)
             .await
-            .context("connecting to the database")?
-            .with_issue_routing(issue_routing(config));
-        let store = if config.dry_run {
+            .context("connecting to the database")?;
+        let store = syncing_store(config, store);
+        if config.dry_run {
             info!("Dry run: changes are planned, not written; see `booking-sync plan`");
-            store.into_dry_run()
-        } else {
-            store
-        };
+        }
         match store.schema_status().await.context("reading the schema version")? {
             SchemaStatus::Current => {}
             SchemaStatus::Outdated { pending } => bail!(
@@ -304,6 +301,18 @@ pub fn build_notifier(config: &Config, store: &PgStore, ews: &EwsClient) -> Opti
         sender,
         settings: settings.clone(),
     })
+}
+
+/// `store` set up to sync as `config` says: who is told about out-of-sync issues,
+/// and whether changes are written or planned (`dry_run`). The service and the
+/// `resync` command both sync through it.
+pub fn syncing_store(config: &Config, store: PgStore) -> PgStore {
+    let store = store.with_issue_routing(issue_routing(config));
+    if config.dry_run {
+        store.into_dry_run()
+    } else {
+        store
+    }
 }
 
 fn issue_routing(config: &Config) -> IssueRouting {

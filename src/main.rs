@@ -43,7 +43,8 @@ enum Command {
     },
     /// Apply the database migrations in schema/.
     Migrate,
-    /// Show the changes applied to meetings, newest first.
+    /// Show the changes applied to meetings, newest first, with their source (stream,
+    /// resync, push).
     Audit {
         /// Only this room.
         #[arg(long)]
@@ -374,7 +375,8 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(config) = load_config(cli.config.as_deref())? else {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
-            let store = connect(&config).await?;
+            // Writes as the service would: routed issues, or a plan in a dry run.
+            let store = app::syncing_store(&config, connect(&config).await?);
             let options = ResyncOptions {
                 room: room.as_deref().map(MailboxAddress::new),
                 full,

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::domain::{ItemId, MailboxAddress};
 use crate::metrics as m;
+use crate::store::ChangeOrigin;
 
 /// Item hints kept per entry; past this the entry just means "sync the mailbox".
 const MAX_ITEM_HINTS: usize = 256;
@@ -30,6 +31,29 @@ pub enum Reason {
     Event,
     /// The mailbox (re)subscribed, or lost events: catch up from the stored state.
     CatchUp,
+    /// The periodic resync queued its catch-up of every room.
+    Resync,
+    /// A pushed notification (a push receiver, such as Microsoft Graph change
+    /// notifications) named the mailbox.
+    Push,
+}
+
+impl Reason {
+    /// The source of the changes a pass queued for `reasons` finds, as the audit
+    /// trail records it: a streaming event or push notification names its source,
+    /// the catch-up after a (re)subscription belongs to the stream, and only a pass
+    /// the periodic resync alone asked for is a resync.
+    pub fn origin(reasons: &[Self]) -> ChangeOrigin {
+        if reasons.contains(&Self::Event) {
+            ChangeOrigin::Stream
+        } else if reasons.contains(&Self::Push) {
+            ChangeOrigin::Push
+        } else if reasons.contains(&Self::CatchUp) || reasons.is_empty() {
+            ChangeOrigin::Stream
+        } else {
+            ChangeOrigin::Resync
+        }
+    }
 }
 
 /// A mailbox taken off the queue by a worker.
@@ -140,10 +164,11 @@ impl WorkQueue {
         }
     }
 
-    /// Queues `mailbox` again after `delay`, for a pass that failed. Never waits: a
-    /// worker must not block on the queue it drains (the entry count stays bounded by
-    /// the number of mailboxes). Does nothing once the queue is closed.
-    pub fn retry(&self, mailbox: &MailboxAddress, reason: Reason, delay: Duration) {
+    /// Queues `mailbox` again after `delay`, for a pass that failed, keeping the
+    /// reasons of that pass. Never waits: a worker must not block on the queue it
+    /// drains (the entry count stays bounded by the number of mailboxes). Does nothing
+    /// once the queue is closed.
+    pub fn retry(&self, mailbox: &MailboxAddress, reasons: &[Reason], delay: Duration) {
         let mut state = self.lock();
         if state.closed {
             return;
@@ -158,7 +183,9 @@ impl WorkQueue {
         if let Some(entry) = state.entries.get_mut(mailbox) {
             entry.ready_at = entry.ready_at.max(ready_at);
             entry.first_event_at = entry.first_event_at.min(first_event_at);
-            merge(entry, None, reason);
+            for reason in reasons {
+                merge(entry, None, *reason);
+            }
         } else {
             let mut entry = Entry {
                 first_event_at,
@@ -166,7 +193,9 @@ impl WorkQueue {
                 items: HashSet::new(),
                 reasons: Vec::new(),
             };
-            merge(&mut entry, None, reason);
+            for reason in reasons {
+                merge(&mut entry, None, *reason);
+            }
             state.entries.insert(mailbox.clone(), entry);
             state.order.push_back(mailbox.clone());
             metrics::counter!(m::QUEUE_ENQUEUED).increment(1);
@@ -468,7 +497,7 @@ mod tests {
             .unwrap();
         let start = Instant::now();
 
-        queue.retry(&mailbox("b@x"), Reason::CatchUp, Duration::from_secs(5));
+        queue.retry(&mailbox("b@x"), &[Reason::CatchUp], Duration::from_secs(5));
         let first = queue.pop().await.unwrap();
         let second = queue.pop().await.unwrap();
 
@@ -489,7 +518,7 @@ mod tests {
         let work = queue.pop().await.unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(queue.oldest_event_at(), Some(start), "held by a worker");
-        queue.retry(&work.mailbox, Reason::CatchUp, Duration::from_secs(1));
+        queue.retry(&work.mailbox, &work.reasons, Duration::from_secs(1));
         queue.done(&work.mailbox);
         assert_eq!(queue.oldest_event_at(), Some(start), "queued for a retry");
 
@@ -512,5 +541,34 @@ mod tests {
 
         let work = queue.pop().await.unwrap();
         assert_eq!(work.item_hints.len(), MAX_ITEM_HINTS);
+    }
+
+    #[test]
+    fn a_pass_records_the_source_that_asked_for_it() {
+        use Reason::{CatchUp, Event, Push, Resync};
+
+        assert_eq!(Reason::origin(&[Event]), ChangeOrigin::Stream);
+        assert_eq!(Reason::origin(&[CatchUp]), ChangeOrigin::Stream);
+        assert_eq!(Reason::origin(&[Resync]), ChangeOrigin::Resync);
+        assert_eq!(Reason::origin(&[Push]), ChangeOrigin::Push);
+        assert_eq!(Reason::origin(&[Resync, Event]), ChangeOrigin::Stream);
+        assert_eq!(Reason::origin(&[Resync, CatchUp]), ChangeOrigin::Stream);
+        assert_eq!(Reason::origin(&[Resync, Push]), ChangeOrigin::Push);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_keeps_the_reasons_of_the_failed_pass() {
+        let queue = WorkQueue::new(4, Duration::ZERO);
+        queue
+            .push(&mailbox("a@x"), None, Reason::Resync)
+            .await
+            .unwrap();
+        let work = queue.pop().await.unwrap();
+
+        queue.retry(&work.mailbox, &work.reasons, Duration::from_secs(1));
+        queue.done(&work.mailbox);
+        let again = queue.pop().await.unwrap();
+
+        assert_eq!(again.reasons, vec![Reason::Resync]);
     }
 }

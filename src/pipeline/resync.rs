@@ -30,7 +30,8 @@ use crate::pipeline::queue::Reason;
 use crate::pipeline::source::{CalendarSource, SourceError, ViewEntry};
 use crate::pipeline::worker::{error_chain, item_write, PassError, PassReport, Workers};
 use crate::store::{
-    ApplyOutcome, ItemWrite, MeetingRow, MeetingSource, MeetingStatus, Rewrite, Room, StoreError,
+    ApplyOutcome, ChangeOrigin, ItemWrite, MeetingRow, MeetingSource, MeetingStatus, Rewrite, Room,
+    StoreError,
 };
 
 /// Entries asked for per CalendarView call; a fuller range is split in two.
@@ -135,7 +136,7 @@ impl<S: CalendarSource> Resync<S> {
             if self
                 .workers
                 .queue
-                .push(&mailbox, None, Reason::CatchUp)
+                .push(&mailbox, None, Reason::Resync)
                 .await
                 .is_err()
             {
@@ -233,7 +234,7 @@ impl<S: CalendarSource> Resync<S> {
     pub async fn catch_up_room(&self, room: &Room) -> Result<PassReport, PassError> {
         let report = match self
             .workers
-            .sync_mailbox(room, &unwatched_heartbeat())
+            .sync_mailbox(room, &unwatched_heartbeat(), ChangeOrigin::Resync)
             .await
         {
             // A worker committed a pass meanwhile: the room is caught up anyway.
@@ -284,7 +285,7 @@ impl<S: CalendarSource> Resync<S> {
         let store = &self.workers.store;
         match self
             .workers
-            .sync_mailbox(room, &unwatched_heartbeat())
+            .sync_mailbox(room, &unwatched_heartbeat(), ChangeOrigin::Resync)
             .await
         {
             Ok(_) | Err(PassError::Store(StoreError::CheckpointMoved { .. })) => {}

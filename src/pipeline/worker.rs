@@ -25,8 +25,8 @@ use crate::pipeline::rooms::RoomDirectory;
 use crate::pipeline::source::{CalendarSource, SourceError};
 use crate::recurrence;
 use crate::store::{
-    ApplyOutcome, InitialSync, ItemWrite, MailboxBatch, MeetingStatus, MeetingWrite, PgStore, Room,
-    StoreError,
+    ApplyOutcome, ChangeOrigin, InitialSync, ItemWrite, MailboxBatch, MeetingStatus, MeetingWrite,
+    PgStore, Room, StoreError,
 };
 
 /// SyncFolderItems page size (the protocol maximum).
@@ -106,7 +106,7 @@ impl<S: CalendarSource> Workers<S> {
                 continue;
             };
             let result = tokio::select! {
-                result = self.sync_mailbox(&room, &heartbeat) => Some(result),
+                result = self.sync_mailbox(&room, &heartbeat, Reason::origin(&work.reasons)) => Some(result),
                 _ = cancel.cancelled() => None,
             };
             match result {
@@ -122,7 +122,7 @@ impl<S: CalendarSource> Workers<S> {
                     // Retry before `done`, so the new entry keeps the age of the
                     // changes this pass failed to commit.
                     if let Some(delay) = delay {
-                        self.queue.retry(&work.mailbox, Reason::CatchUp, delay);
+                        self.queue.retry(&work.mailbox, &work.reasons, delay);
                     }
                     self.queue.done(&work.mailbox);
                 }
@@ -137,6 +137,7 @@ impl<S: CalendarSource> Workers<S> {
     }
 
     /// Syncs one mailbox from its stored checkpoint until the source has nothing more.
+    /// The audit trail records what it writes as coming from `origin`.
     ///
     /// # Errors
     /// A [`PassError`] when reading, fetching or committing failed; nothing from the
@@ -146,6 +147,7 @@ impl<S: CalendarSource> Workers<S> {
         &self,
         room: &Room,
         heartbeat: &Heartbeat,
+        origin: ChangeOrigin,
     ) -> Result<PassReport, PassError> {
         let mut report = PassReport::default();
         if room.initial_sync != InitialSync::Complete && room.initial_sync != InitialSync::Running {
@@ -189,13 +191,20 @@ impl<S: CalendarSource> Workers<S> {
                 enumeration.saw(&page.changes);
             }
             let last_page = page.includes_last_item_in_range;
+            // After a full enumeration the reconciliation ends the initial sync, so
+            // what it finds is still found during it.
+            let completes_initial_sync =
+                last_page && enumeration.is_none() && room.initial_sync != InitialSync::Complete;
             let outcome = self
                 .commit_page(
                     room,
-                    checkpoint.clone(),
-                    page.sync_state.clone(),
-                    page.changes,
-                    last_page,
+                    Page {
+                        expected: checkpoint.clone(),
+                        next: page.sync_state.clone(),
+                        changes: page.changes,
+                        completes_initial_sync,
+                        origin,
+                    },
                     &mut report,
                 )
                 .await?;
@@ -206,10 +215,17 @@ impl<S: CalendarSource> Workers<S> {
             }
         }
         if let Some(enumeration) = enumeration {
-            report.outcome.cancelled += self
+            let outcome = self
                 .store
-                .reconcile_full_sync(room.id, &enumeration.seen, enumeration.started_at)
+                .reconcile_full_sync(
+                    room.id,
+                    &enumeration.seen,
+                    enumeration.started_at,
+                    origin,
+                    room.initial_sync != InitialSync::Complete,
+                )
                 .await?;
+            add_outcome(&mut report.outcome, &outcome);
         }
         if room.initial_sync != InitialSync::Complete {
             self.rooms
@@ -221,12 +237,16 @@ impl<S: CalendarSource> Workers<S> {
     async fn commit_page(
         &self,
         room: &Room,
-        expected: Option<SyncState>,
-        next: SyncState,
-        changes: Vec<SyncChange>,
-        last_page: bool,
+        page: Page,
         report: &mut PassReport,
     ) -> Result<ApplyOutcome, PassError> {
+        let Page {
+            expected,
+            next,
+            changes,
+            completes_initial_sync,
+            origin,
+        } = page;
         let mut to_fetch: Vec<ItemId> = Vec::new();
         let mut removed: Vec<ItemId> = Vec::new();
         let mut listed: HashMap<ItemId, DateTime<Utc>> = HashMap::new();
@@ -282,7 +302,8 @@ impl<S: CalendarSource> Workers<S> {
             new_sync_state: Some(next),
             items: writes,
             removed_items: removed,
-            completes_initial_sync: last_page && room.initial_sync != InitialSync::Complete,
+            completes_initial_sync,
+            origin,
         };
         Ok(self.store.apply(&batch).await?)
     }
@@ -363,6 +384,20 @@ impl<S: CalendarSource> Workers<S> {
             }
         }
     }
+}
+
+/// One SyncFolderItems page to commit.
+struct Page {
+    /// The checkpoint it was read from.
+    expected: Option<SyncState>,
+    /// The checkpoint after it.
+    next: SyncState,
+    /// What changed.
+    changes: Vec<SyncChange>,
+    /// Whether its commit ends the room's initial sync.
+    completes_initial_sync: bool,
+    /// What started the pass.
+    origin: ChangeOrigin,
 }
 
 /// The items a sync from no checkpoint has listed so far, and when it began (by the

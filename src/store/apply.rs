@@ -67,6 +67,32 @@ pub struct MailboxBatch {
     pub removed_items: Vec<ItemId>,
     /// Set initial_sync = complete (and completed_at) in the same transaction.
     pub completes_initial_sync: bool,
+    /// What caused these changes, as the audit trail records it.
+    pub origin: ChangeOrigin,
+}
+
+/// The source of a change, as the audit trail records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeOrigin {
+    /// A pass started by a streaming notification, or by the catch-up that follows
+    /// every (re)subscription.
+    Stream,
+    /// The periodic resync, a full reconciliation or `booking-sync resync`.
+    Resync,
+    /// A pass started by a pushed notification (a push receiver, such as Microsoft
+    /// Graph change notifications).
+    Push,
+}
+
+impl ChangeOrigin {
+    /// The name stored in `meeting_audit.origin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stream => "stream",
+            Self::Resync => "resync",
+            Self::Push => "push",
+        }
+    }
 }
 
 /// What [`PgStore::apply`] did, in meeting rows.
@@ -237,10 +263,46 @@ const COMPLETE_INITIAL_SYNC: &str = "\
         initial_sync_error = NULL, updated_at = now() \
     WHERE id = $1";
 
-/// Audit origin of a sync pass (stream events and catch-ups both run one).
-pub(super) const ORIGIN_SYNC: &str = "sync";
-/// Audit origin of a resync rewrite.
-pub(super) const ORIGIN_RESYNC: &str = "resync";
+/// Items of a room whose rows are confirmed, that a complete enumeration of the
+/// folder did not see, and that nothing wrote since it began. `NOT IN` runs as a
+/// hashed subplan, which matters with thousands of items.
+const UNSEEN_ITEMS: &str = "\
+    SELECT DISTINCT exchange_item_id FROM meetings \
+    WHERE room_id = $1 AND status = 'confirmed' AND exchange_item_id IS NOT NULL \
+      AND fetched_at < $3 \
+      AND exchange_item_id NOT IN (SELECT unnest($2::text[]))";
+
+/// Clears the change key of the forced rows whose stored version is not newer than
+/// the fetched one, so the upsert guard lets the same version in again.
+const LIFT_GUARD: &str = "\
+    UPDATE meetings m SET exchange_change_key = NULL \
+    FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[]) \
+        AS f(uid, occurrence_start, last_modified) \
+    WHERE m.room_id = $1 AND m.source = 'exchange' AND m.exchange_uid = f.uid \
+      AND coalesce(m.occurrence_start, '-infinity') = coalesce(f.occurrence_start, '-infinity') \
+      AND (m.exchange_last_modified IS NULL OR m.exchange_last_modified <= f.last_modified)";
+
+const CANCEL_ROWS: &str = "\
+    UPDATE meetings SET status = 'cancelled', updated_at = now() \
+    WHERE room_id = $1 AND id = ANY($2::bigint[]) AND status = 'confirmed' \
+      AND source = 'exchange' AND (fetched_at IS NULL OR fetched_at < $3)";
+
+/// Writes that a full enumeration or a resync comparison decides on top of what
+/// Exchange listed. They run inside the batch's transaction, after its snapshot, so
+/// the audit trail, the rules and a dry run's plan see them like any other write.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Repairs {
+    /// Every item a complete enumeration of the folder listed: items of confirmed
+    /// rows not among them (and not written since `since`) are removed.
+    pub seen: Option<Vec<String>>,
+    /// Rows (UID, occurrence, version of the fetched item) whose content differs
+    /// from Exchange at the same version: their version guard is lifted.
+    pub forced: Vec<(String, Option<DateTime<Utc>>, DateTime<Utc>)>,
+    /// Ids of confirmed Exchange rows to cancel unless written since `since`.
+    pub cancel_rows: Vec<i64>,
+    /// When the enumeration or comparison began (database clock).
+    pub since: Option<DateTime<Utc>>,
+}
 
 impl PgStore {
     /// The one write path: writes a batch in one transaction and returns what
@@ -258,13 +320,14 @@ impl PgStore {
     /// unknown room, [`StoreError::Unavailable`] when retries ran out,
     /// [`StoreError::Database`] otherwise.
     pub async fn apply(&self, batch: &MailboxBatch) -> Result<ApplyOutcome, StoreError> {
+        let repairs = &Repairs::default();
         let outcome = self
             .retrying(|mut client, attempt| async move {
                 let mut tx = client.transaction().await?;
                 let outcome = if self.dry_run {
-                    plan::apply_dry(&mut tx, batch, attempt > 0, &self.routing).await?
+                    plan::apply_dry(&mut tx, batch, attempt > 0, &self.routing, repairs).await?
                 } else {
-                    apply_in(&tx, batch, attempt > 0, &self.routing, ORIGIN_SYNC).await?
+                    apply_in(&tx, batch, attempt > 0, &self.routing, repairs).await?
                 };
                 tx.commit().await?;
                 Ok(outcome)
@@ -281,20 +344,84 @@ impl PgStore {
         );
         Ok(outcome)
     }
+
+    /// Writes `batch` with `repairs` at the room's stored checkpoint (the dry run's
+    /// own in a dry run) without moving it, in one transaction: a dry run plans it.
+    /// `batch.expected_sync_state` and `new_sync_state` are ignored.
+    pub(super) async fn apply_at_checkpoint(
+        &self,
+        batch: &MailboxBatch,
+        repairs: &Repairs,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let room = batch.room_id;
+        self.retrying(|mut client, attempt| async move {
+            let mut tx = client.transaction().await?;
+            let stored = if self.dry_run {
+                plan::lock_progress(&tx, room).await?
+            } else {
+                tx.execute(ENSURE_MAILBOX_SYNC, &[&room.0]).await?;
+                let Some(row) = tx.query_opt(LOCK_MAILBOX_SYNC, &[&room.0]).await? else {
+                    return Err(StoreError::NotFound(format!("room {room}")));
+                };
+                row.try_get::<_, Option<String>>(0)?
+            };
+            let batch = MailboxBatch {
+                expected_sync_state: stored.map(SyncState),
+                new_sync_state: None,
+                ..batch.clone()
+            };
+            let outcome = if self.dry_run {
+                plan::apply_dry(&mut tx, &batch, attempt > 0, &self.routing, repairs).await?
+            } else {
+                apply_in(&tx, &batch, attempt > 0, &self.routing, repairs).await?
+            };
+            tx.commit().await?;
+            Ok(outcome)
+        })
+        .await
+    }
 }
 
-/// Writes `batch` inside `tx` (the live write path, also run by a dry run inside a
-/// savepoint).
+/// Writes `batch` and `repairs` inside `tx` (the live write path, also run by a dry
+/// run inside a savepoint).
 pub(super) async fn apply_in(
     tx: &Transaction<'_>,
     batch: &MailboxBatch,
     retry: bool,
     routing: &IssueRouting,
-    origin: &str,
+    repairs: &Repairs,
 ) -> Result<ApplyOutcome, StoreError> {
     let room = batch.room_id;
     lock_checkpoint(tx, batch, retry).await?;
-    let before = effects::snapshot(tx, batch).await?;
+    let with_unseen;
+    let batch = match (&repairs.seen, repairs.since) {
+        (Some(seen), Some(since)) => {
+            let mut removed = batch.removed_items.clone();
+            for row in tx.query(UNSEEN_ITEMS, &[&room.0, seen, &since]).await? {
+                removed.push(ItemId(row.try_get(0)?));
+            }
+            with_unseen = MailboxBatch {
+                removed_items: removed,
+                ..batch.clone()
+            };
+            &with_unseen
+        }
+        _ => batch,
+    };
+    let before = effects::snapshot(tx, batch, &repairs.cancel_rows).await?;
+    let mut outcome = ApplyOutcome::default();
+    if !repairs.forced.is_empty() {
+        let uid: Vec<&str> = repairs.forced.iter().map(|f| f.0.as_str()).collect();
+        let start: Vec<Option<DateTime<Utc>>> = repairs.forced.iter().map(|f| f.1).collect();
+        let version: Vec<DateTime<Utc>> = repairs.forced.iter().map(|f| f.2).collect();
+        tx.execute(LIFT_GUARD, &[&room.0, &uid, &start, &version])
+            .await?;
+    }
+    if let (false, Some(since)) = (repairs.cancel_rows.is_empty(), repairs.since) {
+        outcome.cancelled += tx
+            .execute(CANCEL_ROWS, &[&room.0, &repairs.cancel_rows, &since])
+            .await?;
+    }
 
     let removed: Vec<&str> = batch.removed_items.iter().map(ItemId::as_str).collect();
     if !removed.is_empty() {
@@ -306,11 +433,15 @@ pub(super) async fn apply_in(
         .iter()
         .partition(|item| !tombstoned.contains(item.item_id.as_str()));
 
-    let mut outcome = upsert_meetings(tx, room, &live).await?;
-    outcome.stale_skipped += dead
-        .iter()
-        .map(|item| item.meetings.len() as u64)
-        .sum::<u64>();
+    let upserted = upsert_meetings(tx, room, &live).await?;
+    outcome.inserted = upserted.inserted;
+    outcome.updated = upserted.updated;
+    outcome.unchanged = upserted.unchanged;
+    outcome.stale_skipped = upserted.stale_skipped
+        + dead
+            .iter()
+            .map(|item| item.meetings.len() as u64)
+            .sum::<u64>();
     if !live.is_empty() {
         let items = item_columns(&live);
         outcome.cancelled += tx
@@ -335,7 +466,7 @@ pub(super) async fn apply_in(
             .await?;
     }
 
-    let issues = effects::record(tx, batch, before, routing, origin).await?;
+    let issues = effects::record(tx, batch, before, &repairs.cancel_rows, routing).await?;
     if issues > 0 {
         tracing::debug!(room_id = room.0, issues, "Found out-of-sync issues");
     }

@@ -20,7 +20,7 @@ pub struct AuditEntry {
     pub occurrence_start: Option<DateTime<Utc>>,
     /// insert, update, cancel or link.
     pub action: String,
-    /// What caused the write.
+    /// The source of the change: `stream`, `resync` or `push`.
     pub origin: String,
     /// The row's fields before (none for an insert).
     pub before: Option<Value>,

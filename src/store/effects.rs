@@ -56,7 +56,8 @@ const ITEM_ID_COLUMN: usize = 13;
 fn touched_rows_sql() -> String {
     format!(
         "SELECT {ROW_COLUMNS} FROM meetings m WHERE m.room_id = $1 \
-         AND (m.exchange_uid = ANY($2::text[]) OR m.exchange_item_id = ANY($3::text[]))"
+         AND (m.exchange_uid = ANY($2::text[]) OR m.exchange_item_id = ANY($3::text[]) \
+              OR m.id = ANY($4::bigint[]))"
     )
 }
 
@@ -104,12 +105,14 @@ const INSERT_AUDIT: &str = "\
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[], \
         $5::text[], $6::text[], $7::jsonb[], $8::jsonb[])";
 
-/// Reads the rows of the batch's UIDs and removed items, before the batch writes.
+/// Reads the rows of the batch's UIDs and removed items, and the rows `extra_rows`
+/// names, before the batch writes.
 pub(super) async fn snapshot(
     tx: &Transaction<'_>,
     batch: &MailboxBatch,
+    extra_rows: &[i64],
 ) -> Result<Snapshot, StoreError> {
-    let rows = touched_rows(tx, batch).await?;
+    let rows = touched_rows(tx, batch, extra_rows).await?;
     Ok(Snapshot {
         rows: rows.into_iter().map(|row| (row.state.id, row)).collect(),
     })
@@ -121,16 +124,18 @@ pub(super) async fn record(
     tx: &Transaction<'_>,
     batch: &MailboxBatch,
     before: Snapshot,
+    extra_rows: &[i64],
     routing: &IssueRouting,
-    origin: &str,
 ) -> Result<u64, StoreError> {
-    let mut after = touched_rows(tx, batch).await?;
-    let mut never_seen = HashSet::new();
+    let origin = batch.origin.as_str();
+    let mut after = touched_rows(tx, batch, extra_rows).await?;
+    // Booking rows the initial sync never saw: looked at, not written.
+    let mut never_seen: HashMap<i64, StoredRow> = HashMap::new();
     if batch.completes_initial_sync {
         for row in tx.query(&never_seen_sql(), &[&batch.room_id.0]).await? {
             let row = stored_row(&row)?;
             if !after.iter().any(|held| held.state.id == row.state.id) {
-                never_seen.insert(row.state.id);
+                never_seen.insert(row.state.id, row.clone());
                 after.push(row);
             }
         }
@@ -140,8 +145,11 @@ pub(super) async fn record(
     let exchange_copies = exchange_copies(batch);
     let removed: HashSet<&str> = batch.removed_items.iter().map(ItemId::as_str).collect();
     for row in after {
-        let previous = before.rows.get(&row.state.id);
-        let exchange = if never_seen.contains(&row.state.id) {
+        let previous = before
+            .rows
+            .get(&row.state.id)
+            .or_else(|| never_seen.get(&row.state.id));
+        let exchange = if never_seen.contains_key(&row.state.id) {
             ExchangeCopy::NeverSeen
         } else {
             exchange_copy(&row, &exchange_copies, &removed)
@@ -185,6 +193,7 @@ pub(super) async fn record(
 async fn touched_rows(
     tx: &Transaction<'_>,
     batch: &MailboxBatch,
+    extra_rows: &[i64],
 ) -> Result<Vec<StoredRow>, StoreError> {
     let uids: Vec<String> = batch
         .items
@@ -192,14 +201,17 @@ async fn touched_rows(
         .map(|item| strip_nul(&item.uid))
         .collect();
     let removed: Vec<&str> = batch.removed_items.iter().map(ItemId::as_str).collect();
-    if uids.is_empty() && removed.is_empty() {
+    if uids.is_empty() && removed.is_empty() && extra_rows.is_empty() {
         return Ok(Vec::new());
     }
-    tx.query(&touched_rows_sql(), &[&batch.room_id.0, &uids, &removed])
-        .await?
-        .iter()
-        .map(stored_row)
-        .collect()
+    tx.query(
+        &touched_rows_sql(),
+        &[&batch.room_id.0, &uids, &removed, &extra_rows],
+    )
+    .await?
+    .iter()
+    .map(stored_row)
+    .collect()
 }
 
 fn stored_row(row: &Row) -> Result<StoredRow, StoreError> {

@@ -59,6 +59,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "V5__digest_claims",
         sql: include_str!("../../schema/V5__digest_claims.sql"),
     },
+    Migration {
+        version: 6,
+        name: "V6__plan_issue_scope",
+        sql: include_str!("../../schema/V6__plan_issue_scope.sql"),
+    },
 ];
 
 /// Serialises concurrent `migrate` runs (any fixed 64-bit number would do).

@@ -7,14 +7,21 @@
 //! records that as plan entries. So the booking tables never change, and the plan is
 //! what the live code decides, not a second implementation of it. Dry-run progress
 //! lives in `dry_run_sync`, apart from the live checkpoint in `mailbox_sync`, so a
-//! switch to live starts from the live checkpoint and loses nothing.
+//! switch to live starts from the live checkpoint and loses nothing; it begins at the
+//! live checkpoint, so the plan is what switching to live would do from there.
+//!
+//! The same holds for the writes a full enumeration (cancelling what it did not see)
+//! and a resync (forced rewrites, cancelled extra rows) decide: they run through the
+//! same savepoint. The plan keeps the latest decision per meeting, issues included,
+//! relative to the booking tables as they are, and routes issues by the room's live
+//! initial sync, as a live run from here would.
 
 use std::collections::BTreeMap;
 
 use deadpool_postgres::Transaction;
 use serde::Serialize;
 
-use super::apply::{apply_in, ApplyOutcome, MailboxBatch, ORIGIN_SYNC};
+use super::apply::{apply_in, ApplyOutcome, MailboxBatch, Repairs};
 use super::effects::IssueRouting;
 use super::{strip_nul, PgStore, RoomId, StoreError};
 use crate::domain::{ItemId, SyncState};
@@ -76,12 +83,16 @@ impl std::fmt::Display for PlanSummary {
     }
 }
 
+/// A room's dry-run progress starts where its live progress is: a dry run then plans
+/// what switching (back) to live would do from the live checkpoint.
 const ENSURE_DRY_RUN_SYNC: &str = "\
-    INSERT INTO dry_run_sync (room_id) SELECT id FROM rooms WHERE id = $1 \
+    INSERT INTO dry_run_sync (room_id, sync_state, initial_sync_complete) \
+    SELECT r.id, s.sync_state, r.initial_sync = 'complete' FROM rooms r \
+    LEFT JOIN mailbox_sync s ON s.room_id = r.id WHERE r.id = $1 \
     ON CONFLICT (room_id) DO NOTHING";
 
 const LOCK_DRY_RUN_SYNC: &str = "\
-    SELECT sync_state, initial_sync_complete FROM dry_run_sync WHERE room_id = $1 FOR UPDATE";
+    SELECT sync_state FROM dry_run_sync WHERE room_id = $1 FOR UPDATE";
 
 const ENSURE_MAILBOX_SYNC: &str = "\
     INSERT INTO mailbox_sync (room_id) SELECT id FROM rooms WHERE id = $1 \
@@ -90,9 +101,20 @@ const ENSURE_MAILBOX_SYNC: &str = "\
 /// Inside the savepoint only: makes the live write path see dry-run progress.
 const PRETEND_PROGRESS: &str = "\
     UPDATE mailbox_sync SET sync_state = $2 WHERE room_id = $1";
-const PRETEND_INITIAL_SYNC: &str = "\
-    UPDATE rooms SET initial_sync = CASE WHEN $2 THEN 'complete' ELSE 'running' END \
-    WHERE id = $1";
+
+/// Inside the savepoint only, while the room's live initial sync has not run: the
+/// booking-owned rows the dry run planned to link to an Exchange item are linked, so
+/// a later removal of that item, or the end of the initial sync, judges them as a
+/// live run from scratch would (it links them, or reports them never seen).
+const PRETEND_LINKS: &str = "\
+    UPDATE meetings m SET exchange_item_id = p.after->>'exchange_item_id', \
+        exchange_change_key = p.after->>'exchange_change_key' \
+    FROM plan_entries p, rooms r \
+    WHERE r.id = $1 AND r.initial_sync <> 'complete' \
+      AND p.room_id = $1 AND p.action = 'link' AND m.room_id = $1 AND m.source = 'booking' \
+      AND m.exchange_uid = p.exchange_uid \
+      AND coalesce(m.occurrence_start, '-infinity') = coalesce(p.occurrence_start, '-infinity') \
+      AND NOT (p.exchange_uid = ANY($2::text[]))";
 
 const AUDIT_MARK: &str = "SELECT coalesce(max(id), 0) FROM meeting_audit";
 const ISSUES_MARK: &str = "SELECT coalesce(max(id), 0) FROM sync_issues";
@@ -107,7 +129,24 @@ const DECIDED_ISSUES: &str = "\
 /// A batch carries the whole current truth of its items, and the booking tables do
 /// not move during a dry run, so the decisions about a batch's items replace every
 /// earlier decision about them: a meeting created and deleted again plans nothing, as
-/// a live run from here would do nothing.
+/// a live run from here would do nothing. Issues go the same way, and so do the
+/// issues of the rows the batch decided about beyond its items (the cancellations of a
+/// full enumeration or a resync): those are re-decided row by row.
+const FORGET_ISSUES: &str = "\
+    WITH forgotten AS ( \
+        SELECT unnest($2::text[]) AS uid \
+        UNION SELECT exchange_uid FROM plan_entries \
+            WHERE room_id = $1 AND after->>'exchange_item_id' = ANY($3::text[]) \
+        UNION SELECT exchange_uid FROM meetings \
+            WHERE room_id = $1 AND exchange_item_id = ANY($3::text[]) \
+    ), decided AS ( \
+        SELECT * FROM unnest($4::text[], $5::timestamptz[]) AS d(uid, occurrence_start) \
+    ) \
+    DELETE FROM plan_issues i WHERE i.decided_in = $1 \
+      AND (i.exchange_uid IN (SELECT uid FROM forgotten) \
+        OR EXISTS (SELECT 1 FROM decided d WHERE d.uid = i.exchange_uid \
+            AND d.occurrence_start IS NOT DISTINCT FROM \
+                (i.details->>'occurrence_start')::timestamptz))";
 const FORGET_DECISIONS: &str = "\
     DELETE FROM plan_entries WHERE room_id = $1 \
       AND (exchange_uid = ANY($2::text[]) OR after->>'exchange_item_id' = ANY($3::text[]))";
@@ -116,31 +155,46 @@ const UPSERT_PLAN_ENTRY: &str = "\
     INSERT INTO plan_entries (room_id, exchange_uid, occurrence_start, action, before, after) \
     VALUES ($1, $2, $3, $4, $5, $6) \
     ON CONFLICT ON CONSTRAINT plan_entries_key DO UPDATE SET \
-        action = EXCLUDED.action, after = EXCLUDED.after, planned_at = now()";
+        action = EXCLUDED.action, before = EXCLUDED.before, after = EXCLUDED.after, \
+        planned_at = now()";
 
 const INSERT_PLAN_ISSUE: &str = "\
-    INSERT INTO plan_issues (dedupe_key, rule, room_id, recipient, audience, details) \
-    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING";
+    INSERT INTO plan_issues (dedupe_key, rule, room_id, recipient, audience, details, \
+        decided_in, exchange_uid) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+    ON CONFLICT (dedupe_key) DO UPDATE SET recipient = EXCLUDED.recipient, \
+        audience = EXCLUDED.audience, details = EXCLUDED.details, \
+        decided_in = EXCLUDED.decided_in, exchange_uid = EXCLUDED.exchange_uid, \
+        planned_at = now()";
 
 const STORE_DRY_RUN_PROGRESS: &str = "\
     UPDATE dry_run_sync SET sync_state = COALESCE($2, sync_state), \
         initial_sync_complete = initial_sync_complete OR $3, updated_at = now() \
     WHERE room_id = $1";
 
-/// Applies `batch` as a dry run: decides, plans, rolls back.
+/// Locks the room's dry-run progress (creating it from the live progress) and
+/// returns its checkpoint.
+pub(super) async fn lock_progress(
+    tx: &Transaction<'_>,
+    room: RoomId,
+) -> Result<Option<String>, StoreError> {
+    tx.execute(ENSURE_DRY_RUN_SYNC, &[&room.0]).await?;
+    let Some(row) = tx.query_opt(LOCK_DRY_RUN_SYNC, &[&room.0]).await? else {
+        return Err(StoreError::NotFound(format!("room {room}")));
+    };
+    Ok(row.try_get(0)?)
+}
+
+/// Applies `batch` (and `repairs`) as a dry run: decides, plans, rolls back.
 pub(super) async fn apply_dry(
     tx: &mut Transaction<'_>,
     batch: &MailboxBatch,
     retry: bool,
     routing: &IssueRouting,
+    repairs: &Repairs,
 ) -> Result<ApplyOutcome, StoreError> {
     let room = batch.room_id;
-    tx.execute(ENSURE_DRY_RUN_SYNC, &[&room.0]).await?;
-    let Some(row) = tx.query_opt(LOCK_DRY_RUN_SYNC, &[&room.0]).await? else {
-        return Err(StoreError::NotFound(format!("room {room}")));
-    };
-    let stored: Option<String> = row.try_get(0)?;
-    let complete: bool = row.try_get(1)?;
+    let stored = lock_progress(tx, room).await?;
     let expected = batch.expected_sync_state.as_ref().map(SyncState::as_str);
     let new_state = batch.new_sync_state.as_ref().map(SyncState::as_str);
     let committed_before = retry && new_state.is_some() && stored.as_deref() == new_state;
@@ -149,28 +203,40 @@ pub(super) async fn apply_dry(
     }
     let mut live = batch.clone();
     live.expected_sync_state = stored.clone().map(SyncState);
-
-    let savepoint = tx.savepoint("dry_run").await?;
-    savepoint.execute(ENSURE_MAILBOX_SYNC, &[&room.0]).await?;
-    savepoint
-        .execute(PRETEND_PROGRESS, &[&room.0, &stored])
-        .await?;
-    savepoint
-        .execute(PRETEND_INITIAL_SYNC, &[&room.0, &complete])
-        .await?;
-    let audit_mark: i64 = savepoint.query_one(AUDIT_MARK, &[]).await?.try_get(0)?;
-    let issues_mark: i64 = savepoint.query_one(ISSUES_MARK, &[]).await?.try_get(0)?;
-    let outcome = apply_in(&savepoint, &live, false, routing, ORIGIN_SYNC).await?;
-    let rows = savepoint.query(DECIDED_ROWS, &[&audit_mark]).await?;
-    let issues = savepoint.query(DECIDED_ISSUES, &[&issues_mark]).await?;
-    savepoint.rollback().await?;
-
     let uids: Vec<String> = batch
         .items
         .iter()
         .map(|item| strip_nul(&item.uid))
         .collect();
+
+    // Issues are routed by the room's live initial sync (the booking tables as they
+    // are), as a live run from here would route them.
+    let savepoint = tx.savepoint("dry_run").await?;
+    savepoint.execute(ENSURE_MAILBOX_SYNC, &[&room.0]).await?;
+    savepoint
+        .execute(PRETEND_PROGRESS, &[&room.0, &stored])
+        .await?;
+    savepoint.execute(PRETEND_LINKS, &[&room.0, &uids]).await?;
+    let audit_mark: i64 = savepoint.query_one(AUDIT_MARK, &[]).await?.try_get(0)?;
+    let issues_mark: i64 = savepoint.query_one(ISSUES_MARK, &[]).await?.try_get(0)?;
+    let outcome = apply_in(&savepoint, &live, false, routing, repairs).await?;
+    let rows = savepoint.query(DECIDED_ROWS, &[&audit_mark]).await?;
+    let issues = savepoint.query(DECIDED_ISSUES, &[&issues_mark]).await?;
+    savepoint.rollback().await?;
+
+    let mut decided_uid: Vec<String> = Vec::with_capacity(rows.len());
+    let mut decided_start: Vec<Option<chrono::DateTime<chrono::Utc>>> =
+        Vec::with_capacity(rows.len());
+    for row in &rows {
+        decided_uid.push(row.try_get(1)?);
+        decided_start.push(row.try_get(2)?);
+    }
     let removed: Vec<&str> = batch.removed_items.iter().map(ItemId::as_str).collect();
+    tx.execute(
+        FORGET_ISSUES,
+        &[&room.0, &uids, &removed, &decided_uid, &decided_start],
+    )
+    .await?;
     tx.execute(FORGET_DECISIONS, &[&room.0, &uids, &removed])
         .await?;
 
@@ -194,9 +260,12 @@ pub(super) async fn apply_dry(
         let recipient: Option<String> = issue.try_get(3)?;
         let audience: String = issue.try_get(4)?;
         let details: serde_json::Value = issue.try_get(5)?;
+        let uid = details.get("uid").and_then(serde_json::Value::as_str);
         tx.execute(
             INSERT_PLAN_ISSUE,
-            &[&key, &rule, &room_id, &recipient, &audience, &details],
+            &[
+                &key, &rule, &room_id, &recipient, &audience, &details, &room.0, &uid,
+            ],
         )
         .await?;
     }
@@ -218,9 +287,16 @@ const PLAN_EMAILS: &str = "\
     SELECT i.recipient, i.audience, count(*) FROM plan_issues i JOIN rooms r ON r.id = i.room_id \
     WHERE $1::text IS NULL OR lower(r.email) = lower($1) \
     GROUP BY i.recipient, i.audience ORDER BY i.audience, i.recipient";
-const DRY_RUN_STATE: &str = "SELECT sync_state FROM dry_run_sync WHERE room_id = $1";
+/// The dry run's checkpoint; before its first pass, the live one (see
+/// `ENSURE_DRY_RUN_SYNC`).
+const DRY_RUN_STATE: &str = "\
+    SELECT CASE WHEN d.room_id IS NULL THEN s.sync_state ELSE d.sync_state END \
+    FROM rooms r LEFT JOIN dry_run_sync d ON d.room_id = r.id \
+    LEFT JOIN mailbox_sync s ON s.room_id = r.id WHERE r.id = $1";
 const RESET_DRY_RUN_STATE: &str = "\
-    UPDATE dry_run_sync SET sync_state = NULL, updated_at = now() WHERE room_id = $1";
+    INSERT INTO dry_run_sync (room_id, sync_state, initial_sync_complete) \
+    SELECT r.id, NULL, r.initial_sync = 'complete' FROM rooms r WHERE r.id = $1 \
+    ON CONFLICT (room_id) DO UPDATE SET sync_state = NULL, updated_at = now()";
 
 impl PgStore {
     /// The same store in dry-run mode: [`PgStore::apply`] plans instead of writing,

@@ -5,14 +5,15 @@
 //!
 //! A rewrite holds the room's `mailbox_sync` row locked like [`PgStore::apply`] and
 //! writes at the stored checkpoint without moving it, so it never races a worker's
-//! pass: whichever commits second sees the other's rows.
+//! pass: whichever commits second sees the other's rows. In a dry run it locks and
+//! keeps the dry run's own progress instead, and is planned, not written.
 
 use chrono::{DateTime, Utc};
 
-use super::apply::{apply_in, ApplyOutcome, ItemWrite, MailboxBatch, ORIGIN_RESYNC};
+use super::apply::{ApplyOutcome, ChangeOrigin, ItemWrite, MailboxBatch, Repairs};
 use super::meetings::meeting_row;
 use super::{MeetingRow, PgStore, RoomId, StoreError};
-use crate::domain::{ItemId, SyncState};
+use crate::domain::ItemId;
 
 /// A repair of one room, computed by comparing Exchange with the table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,28 +29,6 @@ pub struct Rewrite {
     /// When the comparison started (database clock).
     pub started_at: DateTime<Utc>,
 }
-
-/// Makes sure the room has a `mailbox_sync` row.
-const ENSURE_MAILBOX_SYNC: &str = "\
-    INSERT INTO mailbox_sync (room_id) SELECT id FROM rooms WHERE id = $1 \
-    ON CONFLICT (room_id) DO NOTHING";
-
-const LOCK_CHECKPOINT: &str = "SELECT sync_state FROM mailbox_sync WHERE room_id = $1 FOR UPDATE";
-
-/// Clears the change key of the forced rows whose stored version is not newer than
-/// the fetched one, so the upsert guard lets the same version in again.
-const LIFT_GUARD: &str = "\
-    UPDATE meetings m SET exchange_change_key = NULL \
-    FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[]) \
-        AS f(uid, occurrence_start, last_modified) \
-    WHERE m.room_id = $1 AND m.source = 'exchange' AND m.exchange_uid = f.uid \
-      AND coalesce(m.occurrence_start, '-infinity') = coalesce(f.occurrence_start, '-infinity') \
-      AND (m.exchange_last_modified IS NULL OR m.exchange_last_modified <= f.last_modified)";
-
-const CANCEL_ROWS: &str = "\
-    UPDATE meetings SET status = 'cancelled', updated_at = now() \
-    WHERE room_id = $1 AND id = ANY($2::bigint[]) AND status = 'confirmed' \
-      AND source = 'exchange' AND (fetched_at IS NULL OR fetched_at < $3)";
 
 impl PgStore {
     /// The rows of a room that overlap `[from, to)`, by start.
@@ -105,7 +84,9 @@ impl PgStore {
     }
 
     /// Writes a repair (or a window roll, with nothing forced or cancelled) at the
-    /// stored checkpoint, in one transaction; the checkpoint does not move.
+    /// stored checkpoint, in one transaction; the checkpoint does not move. The
+    /// forced rewrites and cancellations go through the same write path as a pass
+    /// (audit trail with origin `resync`, rules, queued issues); a dry run plans them.
     ///
     /// # Errors
     ///
@@ -116,66 +97,36 @@ impl PgStore {
         room: RoomId,
         rewrite: &Rewrite,
     ) -> Result<ApplyOutcome, StoreError> {
-        if self.dry_run {
-            // FIXME: a dry run does not plan the repairs of a resync rewrite yet.
-            return Ok(ApplyOutcome::default());
-        }
-        let forced_uid: Vec<&str> = rewrite.forced.iter().map(|(uid, _)| uid.as_str()).collect();
-        let forced_start: Vec<Option<DateTime<Utc>>> =
-            rewrite.forced.iter().map(|(_, start)| *start).collect();
-        let forced_version: Vec<DateTime<Utc>> = rewrite
+        let forced = rewrite
             .forced
             .iter()
-            .map(|(uid, _)| {
-                rewrite
+            .map(|(uid, start)| {
+                let version = rewrite
                     .items
                     .iter()
                     .filter(|item| &item.uid == uid)
                     .map(|item| item.last_modified)
                     .max()
-                    .unwrap_or(DateTime::<Utc>::MIN_UTC)
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC);
+                (uid.clone(), *start, version)
             })
             .collect();
-        let (forced_uid, forced_start, forced_version) =
-            (&forced_uid, &forced_start, &forced_version);
-        self.retrying(|mut client, attempt| async move {
-            let tx = client.transaction().await?;
-            tx.execute(ENSURE_MAILBOX_SYNC, &[&room.0]).await?;
-            let Some(row) = tx.query_opt(LOCK_CHECKPOINT, &[&room.0]).await? else {
-                return Err(StoreError::NotFound(format!("room {room}")));
-            };
-            let stored: Option<String> = row.try_get(0)?;
-            if !forced_uid.is_empty() {
-                tx.execute(
-                    LIFT_GUARD,
-                    &[&room.0, forced_uid, forced_start, forced_version],
-                )
-                .await?;
-            }
-            let mut cancelled = 0;
-            if !rewrite.cancel_rows.is_empty() {
-                cancelled = tx
-                    .execute(
-                        CANCEL_ROWS,
-                        &[&room.0, &rewrite.cancel_rows, &rewrite.started_at],
-                    )
-                    .await?;
-            }
-            let batch = MailboxBatch {
-                room_id: room,
-                expected_sync_state: stored.map(SyncState),
-                new_sync_state: None,
-                items: rewrite.items.clone(),
-                removed_items: Vec::new(),
-                completes_initial_sync: false,
-            };
-            let mut outcome =
-                apply_in(&tx, &batch, attempt > 0, &self.routing, ORIGIN_RESYNC).await?;
-            outcome.cancelled += cancelled;
-            tx.commit().await?;
-            Ok(outcome)
-        })
-        .await
+        let repairs = Repairs {
+            forced,
+            cancel_rows: rewrite.cancel_rows.clone(),
+            since: Some(rewrite.started_at),
+            ..Repairs::default()
+        };
+        let batch = MailboxBatch {
+            room_id: room,
+            expected_sync_state: None,
+            new_sync_state: None,
+            items: rewrite.items.clone(),
+            removed_items: Vec::new(),
+            completes_initial_sync: false,
+            origin: ChangeOrigin::Resync,
+        };
+        self.apply_at_checkpoint(&batch, &repairs).await
     }
 
     /// Notes a successful resync of a room: incremental, or full with the number of

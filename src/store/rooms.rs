@@ -133,7 +133,8 @@ impl PgStore {
         Ok(UserId(row.get(0)))
     }
 
-    /// Every room with `sync_enabled`, by id.
+    /// Every room with `sync_enabled`, by id. In a dry run, a room's initial sync is
+    /// the dry run's own.
     ///
     /// # Errors
     ///
@@ -141,8 +142,16 @@ impl PgStore {
     pub async fn enabled_rooms(&self) -> Result<Vec<Room>, StoreError> {
         const SQL: &str = "SELECT id, email, name, initial_sync FROM rooms \
                            WHERE sync_enabled ORDER BY id";
+        // A dry run's initial sync is its own: done once the dry run enumerated the
+        // room (or the live sync had, when the dry run began).
+        const DRY_RUN_SQL: &str = "\
+            SELECT r.id, r.email, r.name, \
+                CASE WHEN d.initial_sync_complete THEN 'complete' ELSE r.initial_sync END \
+            FROM rooms r LEFT JOIN dry_run_sync d ON d.room_id = r.id \
+            WHERE r.sync_enabled ORDER BY r.id";
+        let sql = if self.dry_run { DRY_RUN_SQL } else { SQL };
         let rows = self
-            .retrying(|client, _| async move { Ok(client.query(SQL, &[]).await?) })
+            .retrying(|client, _| async move { Ok(client.query(sql, &[]).await?) })
             .await?;
         rows.iter()
             .map(|row| {

@@ -68,6 +68,7 @@ fn batch(room: RoomId, items: Vec<ItemWrite>) -> MailboxBatch {
         items,
         removed_items: Vec::new(),
         completes_initial_sync: false,
+        origin: ChangeOrigin::Stream,
     }
 }
 
@@ -102,7 +103,8 @@ async fn migrating_twice_applies_everything_once() {
             "V2__sync_state",
             "V3__resync_notes",
             "V4__services_issues_audit",
-            "V5__digest_claims"
+            "V5__digest_claims",
+            "V6__plan_issue_scope"
         ]
     );
     assert!(second.is_empty(), "{second:?}");
@@ -128,6 +130,7 @@ async fn an_empty_database_is_outdated_and_refused() {
                 "V3__resync_notes".to_owned(),
                 "V4__services_issues_audit".to_owned(),
                 "V5__digest_claims".to_owned(),
+                "V6__plan_issue_scope".to_owned(),
             ]
         }
     );
@@ -829,7 +832,8 @@ async fn concurrent_migrations_apply_each_migration_once() {
             "V2__sync_state",
             "V3__resync_notes",
             "V4__services_issues_audit",
-            "V5__digest_claims"
+            "V5__digest_claims",
+            "V6__plan_issue_scope"
         ]
     );
 }
@@ -916,7 +920,13 @@ async fn a_full_sync_cancels_what_it_no_longer_finds() {
 
     let cancelled = db
         .store
-        .reconcile_full_sync(room, &[ItemId::from("a")], started)
+        .reconcile_full_sync(
+            room,
+            &[ItemId::from("a")],
+            started,
+            ChangeOrigin::Resync,
+            false,
+        )
         .await
         .expect("reconciled");
     let late = db
@@ -925,7 +935,7 @@ async fn a_full_sync_cancels_what_it_no_longer_finds() {
         .await
         .expect("late fetch");
 
-    assert_eq!(cancelled, 1);
+    assert_eq!(cancelled.cancelled, 1);
     assert_eq!(late.stale_skipped, 1);
     let rows: Vec<(String, MeetingStatus)> = db
         .store

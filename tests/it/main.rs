@@ -16,6 +16,7 @@ mod pipeline;
 mod process;
 mod resync;
 mod rules;
+mod scale;
 mod service_ops;
 mod sim_core;
 mod sim_exchangelib;

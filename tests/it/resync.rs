@@ -12,10 +12,11 @@ use booking_sync::ews::EwsClient;
 use booking_sync::pipeline::resync::Resync;
 use booking_sync::recurrence::{Pattern, RangeEnd, Recurrence};
 use booking_sync::sim::faults::Fault;
-use booking_sync::sim::NewAppointment;
-use booking_sync::store::{MeetingStatus, Room};
+use booking_sync::sim::{DeleteMode, NewAppointment};
+use booking_sync::store::{AuditFilter, MeetingStatus, Room};
 use chrono::{DateTime, Duration as Span, Timelike, Utc};
 
+use crate::rules::{self, add_service, app_with_routing, issues_after, meeting_id, service_status};
 use crate::support::app::{TestApp, TestOptions};
 
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -65,7 +66,8 @@ fn daily(subject: &str, start: DateTime<Utc>, end: RangeEnd) -> NewAppointment {
     }
 }
 
-/// A resync over the running service's queue and rooms, with `config`'s window.
+/// A resync over the running service's queue and rooms, with `config`'s window,
+/// issue routing and dry-run setting.
 fn resync(app: &TestApp, config: &Config) -> Resync<EwsClient> {
     let service = app.service.as_ref().expect("service running");
     let ews = EwsClient::new(app::ews_config(config)).expect("EWS client");
@@ -73,7 +75,7 @@ fn resync(app: &TestApp, config: &Config) -> Resync<EwsClient> {
         workers: Arc::new(app::workers(
             config,
             ews,
-            app.store.clone(),
+            app::syncing_store(config, app.store.clone()),
             service.queue.clone(),
             service.rooms.clone(),
         )),
@@ -381,4 +383,191 @@ async fn the_running_service_reconciles_on_its_full_interval() {
     assert_eq!(drift, 1);
     let result = app.wait_converged(CONVERGE).await;
     assert!(result.converged(), "{result:?}");
+}
+
+/// (action, origin) of every audit entry of `uid`, oldest first.
+async fn audit_of(app: &TestApp, uid: &str) -> Vec<(String, String)> {
+    let mut entries = app
+        .store
+        .audit_entries(&AuditFilter {
+            uid: Some(uid.to_owned()),
+            limit: 100,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("audit read");
+    entries.reverse();
+    entries
+        .into_iter()
+        .map(|entry| (entry.action, entry.origin))
+        .collect()
+}
+
+fn entry(action: &str, origin: &str) -> (String, String) {
+    (action.to_owned(), origin.to_owned())
+}
+
+/// A room whose checkpoint is lost (a restore, or a state Exchange rejected) is
+/// enumerated again; what that finds gone is cancelled through the same write path as
+/// any change: audited, services flagged, the organizer told (and told when a
+/// booking's appointment is among what is gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellations_of_a_full_sync_are_audited_and_run_the_rules() {
+    let mut app = app_with_routing().await;
+    app.start().await;
+    let client = rules::sql(&app).await;
+    let gone = app
+        .control
+        .create_appointment(ROOM, meeting("Deleted unseen", hour(2, 9)))
+        .expect("created");
+    let service = add_service(&client, meeting_id(&client, ROOM, &gone.uid).await).await;
+    // A meeting the booking system created, linked to its appointment by the sync.
+    let mut booked = meeting("Booked at the desk", hour(2, 13));
+    booked.uid = Some("booking-77".to_owned());
+    client
+        .execute(
+            "INSERT INTO meetings (room_id, exchange_uid, subject, starts_at, ends_at, \
+                 organizer_email, source) \
+             SELECT id, 'booking-77', $1, $2, $3, 'user-001@contoso.example', 'booking' \
+             FROM rooms WHERE email = $4",
+            &[&booked.subject, &booked.start, &booked.end, &ROOM],
+        )
+        .await
+        .expect("booking row");
+    app.control
+        .create_appointment(ROOM, booked)
+        .expect("created");
+    rules::wait_rows(
+        &client,
+        "SELECT 1 FROM meetings WHERE exchange_uid = 'booking-77' AND exchange_item_id IS NOT NULL",
+    )
+    .await;
+    app.stop().await;
+
+    for uid in [gone.uid.as_str(), "booking-77"] {
+        app.control
+            .delete_appointment(ROOM, uid, DeleteMode::Hard, None)
+            .expect("deleted");
+    }
+    sql(&app, "UPDATE mailbox_sync SET sync_state = NULL").await;
+    app.start().await;
+    let issues = issues_after(&client, "cancelled_with_services", &gone.uid).await;
+    let missing = issues_after(&client, "booking_missing_in_exchange", "booking-77").await;
+
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert_eq!(
+        issues[0].recipient.as_deref(),
+        Some("user-001@contoso.example")
+    );
+    assert_eq!(service_status(&client, service).await, "needs_attention");
+    // The booking system's meeting stays; its organizer is told it left Exchange.
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert_eq!(
+        missing[0].recipient.as_deref(),
+        Some("user-001@contoso.example")
+    );
+    // Created and cancelled by passes the subscription's catch-up started.
+    assert_eq!(
+        audit_of(&app, &gone.uid).await,
+        [entry("insert", "stream"), entry("cancel", "stream")]
+    );
+}
+
+/// The rows a full reconciliation repairs or cancels are audited as `resync`, and a
+/// cancelled row's services are flagged as for any cancellation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repairs_of_a_reconciliation_are_audited_as_resync_and_run_the_rules() {
+    let mut app = app_with_routing().await;
+    app.start().await;
+    let client = rules::sql(&app).await;
+    let tampered = app
+        .control
+        .create_appointment(ROOM, meeting("Board meeting", hour(3, 14)))
+        .expect("created");
+    meeting_id(&client, ROOM, &tampered.uid).await;
+    let target = room(&app, ROOM).await;
+    sql(
+        &app,
+        &format!(
+            "UPDATE meetings SET subject = 'Tampered' WHERE exchange_uid = '{}'",
+            tampered.uid
+        ),
+    )
+    .await;
+    sql(&app, &format!("INSERT INTO meetings (room_id, exchange_uid, subject, starts_at, ends_at, status, source, exchange_item_id, fetched_at) VALUES ({}, 'ghost', 'Ghost', now() + interval '2 days', now() + interval '2 days 1 hour', 'confirmed', 'exchange', 'ghost-item', now() - interval '1 hour')", target.id.0)).await;
+    let ghost_service = add_service(&client, meeting_id(&client, ROOM, "ghost").await).await;
+
+    let repaired = resync(&app, &app.config)
+        .reconcile_room(&target, Utc::now())
+        .await
+        .expect("reconciled");
+
+    assert_eq!((repaired.stale, repaired.extra), (1, 1), "{repaired:?}");
+    assert_eq!(
+        audit_of(&app, &tampered.uid).await,
+        [entry("insert", "stream"), entry("update", "resync")]
+    );
+    assert_eq!(audit_of(&app, "ghost").await, [entry("cancel", "resync")]);
+    assert_eq!(
+        service_status(&client, ghost_service).await,
+        "needs_attention"
+    );
+    // The ghost has no organizer: the fallback owner is told.
+    let issues = issues_after(&client, "cancelled_with_services", "ghost").await;
+    assert_eq!(
+        issues
+            .iter()
+            .map(|issue| issue.recipient.as_deref())
+            .collect::<Vec<_>>(),
+        [Some("facilities@contoso.example")]
+    );
+}
+
+/// A catch-up the periodic resync queued is audited as `resync`; a change a streaming
+/// event announced is audited as `stream`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_names_the_stream_or_the_resync_as_the_source_of_a_change() {
+    let mut app = TestApp::prepare(options()).await;
+    app.config.subscriptions.heartbeat_timeout = Duration::from_secs(600);
+    app.start().await;
+    let streamed = app
+        .control
+        .create_appointment(ROOM, meeting("Announced by the stream", hour(2, 9)))
+        .expect("created");
+    assert!(app.wait_converged(CONVERGE).await.converged());
+    app.stop().await;
+
+    app.config.resync.interval = Duration::from_millis(500);
+    let restarted = app.store.database_time().await.expect("time");
+    app.start().await;
+    // Wait for the catch-ups after subscribing, then let only the resync find changes.
+    let started = tokio::time::Instant::now();
+    while app
+        .store
+        .room_statuses()
+        .await
+        .expect("statuses")
+        .iter()
+        .any(|status| status.last_sync_at.is_none_or(|at| at < restarted))
+    {
+        assert!(started.elapsed() < CONVERGE, "catch-ups after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.control.inject_fault(Fault::StallStreams);
+    let resynced = app
+        .control
+        .create_appointment(ROOM, meeting("Found by the resync", hour(2, 11)))
+        .expect("created");
+    let result = app.wait_converged(CONVERGE).await;
+    app.control.heal();
+
+    assert!(result.converged(), "{result:?}");
+    assert_eq!(
+        audit_of(&app, &streamed.uid).await,
+        [entry("insert", "stream")]
+    );
+    assert_eq!(
+        audit_of(&app, &resynced.uid).await,
+        [entry("insert", "resync")]
+    );
 }

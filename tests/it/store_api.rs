@@ -4,8 +4,8 @@
 use booking_sync::config::Config;
 use booking_sync::domain::{ChangeKey, ItemId, MailboxAddress, SyncState};
 use booking_sync::store::{
-    InitialSync, ItemWrite, MailboxBatch, MeetingStatus, MeetingWrite, PgStore, SchemaStatus,
-    StoreError,
+    ChangeOrigin, InitialSync, ItemWrite, MailboxBatch, MeetingStatus, MeetingWrite, PgStore,
+    SchemaStatus, StoreError,
 };
 use chrono::{Duration, TimeZone, Utc};
 use tokio_postgres::NoTls;
@@ -112,6 +112,7 @@ async fn a_room_is_synced_end_to_end_through_the_public_api() {
         }],
         removed_items: Vec::new(),
         completes_initial_sync: true,
+        origin: ChangeOrigin::Stream,
     };
 
     let outcome = store.apply(&page).await.expect("applied");

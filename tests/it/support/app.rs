@@ -27,6 +27,8 @@ pub struct TestOptions {
     pub sim_minute: Duration,
     /// Share of updates for which the simulator sends a duplicate event.
     pub duplicate_event_ratio: f64,
+    /// Seed of the simulator.
+    pub seed: u64,
 }
 
 impl Default for TestOptions {
@@ -38,6 +40,7 @@ impl Default for TestOptions {
             sim_auth: booking_sync::sim::auth::AuthConfig::default(),
             sim_minute: Duration::from_secs(60),
             duplicate_event_ratio: 0.1,
+            seed: 7,
         }
     }
 }
@@ -67,7 +70,7 @@ impl TestApp {
             listen: "127.0.0.1:0".parse().expect("address"),
             rooms: options.rooms,
             users: options.users,
-            seed: 7,
+            seed: options.seed,
             heartbeat_interval: Duration::from_secs(2),
             auth: options.sim_auth,
             minute: options.sim_minute,
