@@ -10,6 +10,8 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
 /// Events the listener received, by event type.
 pub const EVENTS_RECEIVED: &str = "booking_sync_events_received_total";
+/// Events that repeat an earlier event of the same notification word for word.
+pub const EVENTS_DUPLICATE: &str = "booking_sync_events_duplicate_total";
 /// Mailbox entries put into the work queue.
 pub const QUEUE_ENQUEUED: &str = "booking_sync_queue_enqueued_total";
 /// Mailbox entries taken from the work queue by a worker.
@@ -74,6 +76,7 @@ pub const BUILD_INFO: &str = "booking_sync_build_info";
 /// Every metric above, for checks that dashboards and alerts name only these.
 pub const ALL: &[&str] = &[
     EVENTS_RECEIVED,
+    EVENTS_DUPLICATE,
     QUEUE_ENQUEUED,
     QUEUE_DEQUEUED,
     QUEUE_COALESCED,
@@ -152,6 +155,7 @@ pub const SYNC_OUTCOMES: &[&str] = &[
     "source_error",
     "checkpoint_moved",
     "store_error",
+    "stale_read",
 ];
 /// Values of the `class` label of [`DB_RETRIES`].
 pub const DB_RETRY_CLASSES: &[&str] = &["connection", "serialization", "timeout", "other"];
@@ -179,6 +183,11 @@ fn describe_queue() {
         EVENTS_RECEIVED,
         Unit::Count,
         "Notification events received, by type"
+    );
+    describe_counter!(
+        EVENTS_DUPLICATE,
+        Unit::Count,
+        "Notification events that repeat an earlier event of the same notification"
     );
     describe_counter!(
         QUEUE_ENQUEUED,
@@ -342,6 +351,7 @@ fn initial_values() {
         metrics::counter!(DB_RETRIES, "class" => class).absolute(0);
     }
     for counter in [
+        EVENTS_DUPLICATE,
         QUEUE_ENQUEUED,
         QUEUE_DEQUEUED,
         QUEUE_COALESCED,

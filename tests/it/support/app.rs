@@ -27,6 +27,8 @@ pub struct TestOptions {
     pub sim_minute: Duration,
     /// Share of updates for which the simulator sends a duplicate event.
     pub duplicate_event_ratio: f64,
+    /// The PostgreSQL server to create the test database on (default: the shared one).
+    pub admin_url: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -38,6 +40,7 @@ impl Default for TestOptions {
             sim_auth: booking_sync::sim::auth::AuthConfig::default(),
             sim_minute: Duration::from_secs(60),
             duplicate_event_ratio: 0.1,
+            admin_url: None,
         }
     }
 }
@@ -62,7 +65,10 @@ impl TestApp {
     /// Database, simulator and seeded rooms, without the service.
     pub async fn prepare(options: TestOptions) -> Self {
         super::init_logging();
-        let db = TestDb::create().await;
+        let db = match &options.admin_url {
+            Some(admin) => TestDb::create_on(admin).await,
+            None => TestDb::create().await,
+        };
         let sim = Simulator::start(SimConfig {
             listen: "127.0.0.1:0".parse().expect("address"),
             rooms: options.rooms,
