@@ -56,6 +56,8 @@ pub const ROOMS_BY_INITIAL_SYNC: &str = "booking_sync_rooms_initial_sync";
 pub const SYNC_LAG: &str = "booking_sync_lag_seconds";
 /// Full resync runs by outcome.
 pub const RESYNC_RUNS: &str = "booking_sync_resync_runs_total";
+/// Rooms whose window roll or full reconciliation failed (tried again next run), by pass.
+pub const RESYNC_ROOM_FAILURES: &str = "booking_sync_resync_room_failures_total";
 /// Differences a resync found and repaired, by kind (missing, extra, stale).
 pub const RESYNC_DRIFT: &str = "booking_sync_resync_drift_repaired_total";
 /// When a full resync last succeeded.
@@ -99,6 +101,7 @@ pub const ALL: &[&str] = &[
     ROOMS_BY_INITIAL_SYNC,
     SYNC_LAG,
     RESYNC_RUNS,
+    RESYNC_ROOM_FAILURES,
     RESYNC_DRIFT,
     RESYNC_LAST_SUCCESS,
     UNKNOWN_ORGANIZER_MEETINGS,
@@ -278,6 +281,11 @@ fn describe_sync() {
     );
     describe_counter!(RESYNC_RUNS, Unit::Count, "Full resync runs, by outcome");
     describe_counter!(
+        RESYNC_ROOM_FAILURES,
+        Unit::Count,
+        "Rooms whose window roll or full reconciliation failed and waits for the next run, by pass"
+    );
+    describe_counter!(
         RESYNC_DRIFT,
         Unit::Count,
         "Differences a full resync found and repaired, by kind; anything above 0 means the stream missed a change"
@@ -364,6 +372,9 @@ fn initial_values() {
     }
     metrics::counter!(RESYNC_RUNS, "outcome" => "ok").absolute(0);
     metrics::counter!(RESYNC_RUNS, "outcome" => "failed").absolute(0);
+    for pass in ["roll", "full"] {
+        metrics::counter!(RESYNC_ROOM_FAILURES, "pass" => pass).absolute(0);
+    }
     metrics::counter!(NOTIFICATIONS_SUPPRESSED, "reason" => "dry_run").absolute(0);
     for gauge in [
         QUEUE_DEPTH,
