@@ -158,13 +158,15 @@ impl Service {
             let token = workers_token.clone();
             tracker.spawn(async move { workers.run(token).await });
         }
-        let resync = Arc::new(Resync {
-            workers: workers.clone(),
-            settings: resync_settings(config),
-        });
-        {
+        if config.resync.enabled {
+            let resync = Arc::new(Resync {
+                workers: workers.clone(),
+                settings: resync_settings(config),
+            });
             let token = intake.clone();
             tracker.spawn(async move { resync.run(token).await });
+        } else {
+            info!("Periodic resync is off ([resync] enabled = false)");
         }
 
         {

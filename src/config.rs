@@ -180,6 +180,10 @@ pub struct SyncConfig {
 /// `[resync]`: the periodic passes that make the table right whatever the stream missed.
 #[derive(Debug, Clone)]
 pub struct ResyncConfig {
+    /// Whether the periodic passes run at all. Off, only `booking-sync resync` (by
+    /// hand or from a timer) repairs what the stream missed, and the window does not
+    /// roll forward by itself.
+    pub enabled: bool,
     /// How often every room gets an incremental catch-up (SyncFolderItems from its
     /// stored state).
     pub interval: Duration,
@@ -191,6 +195,7 @@ pub struct ResyncConfig {
 impl Default for ResyncConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             interval: defaults::RESYNC_INTERVAL,
             full_interval: defaults::FULL_RESYNC_INTERVAL,
         }
@@ -444,6 +449,7 @@ struct RawSync {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawResync {
+    enabled: Option<bool>,
     #[serde(default, with = "humantime_serde::option")]
     interval: Option<Duration>,
     #[serde(default, with = "humantime_serde::option")]
@@ -998,6 +1004,7 @@ fn validate_resync(problems: &mut Problems, raw: RawResync) -> ResyncConfig {
         );
     }
     ResyncConfig {
+        enabled: raw.enabled.unwrap_or(true),
         interval,
         full_interval,
     }
@@ -1449,6 +1456,26 @@ room_refresh_interval = "soon"
         assert_eq!(keys(&problems), vec!["database.password_file"]);
         assert!(
             problems[0].message.contains("LoadCredential"),
+            "{problems:?}"
+        );
+    }
+    #[test]
+    fn the_periodic_resync_can_be_switched_off() {
+        let on = Config::from_toml_str(MINIMAL).expect("valid");
+        let off = Config::from_toml_str(&format!("{MINIMAL}\n[resync]\nenabled = false\n"))
+            .expect("valid");
+
+        assert!(on.resync.enabled);
+        assert!(!off.resync.enabled);
+    }
+
+    #[test]
+    fn a_resync_switch_that_is_not_a_boolean_is_pointed_at() {
+        let problems = problems(&format!("{MINIMAL}\n[resync]\nenabled = \"no\"\n"));
+
+        assert_eq!(keys(&problems), vec!["resync"], "{problems:?}");
+        assert!(
+            problems[0].message.contains("enabled") && problems[0].message.contains("boolean"),
             "{problems:?}"
         );
     }

@@ -4,6 +4,11 @@
 //! configured server, or a private throwaway PostgreSQL), seeds rooms and users, runs
 //! the service against the simulator, drives a workload through the simulator and
 //! reports whether the `meetings` table converged to the simulator's truth.
+//!
+//! `--resync off` runs the service without its periodic resync and `--resync on` with
+//! catch-ups every ten seconds and a full reconciliation every twenty (then the demo
+//! also waits for one full reconciliation after convergence); the fault matrix runs
+//! its storm row both ways.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -23,6 +28,26 @@ use crate::sim::{MailboxKind, SimConfig, SimControl, SimStats, Simulator, Worklo
 /// The simulator's operation name of GetItem in its request counters.
 const GET_ITEM: &str = "GetItem";
 use crate::store::PgStore;
+
+/// How the demo's service runs its periodic resync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DemoResync {
+    /// The configured defaults (a catch-up every 15 minutes): effectively never
+    /// during a demo.
+    #[default]
+    Default,
+    /// `[resync] enabled = false`.
+    Off,
+    /// Catch-ups every [`ON_RESYNC_INTERVAL`], full reconciliations every
+    /// [`ON_FULL_RESYNC_INTERVAL`].
+    On,
+}
+
+/// Catch-up interval of `--resync on`.
+pub const ON_RESYNC_INTERVAL: Duration = Duration::from_secs(10);
+/// Full reconciliation interval of `--resync on`.
+pub const ON_FULL_RESYNC_INTERVAL: Duration = Duration::from_secs(20);
 
 /// Options of the demo.
 #[derive(Debug, Clone)]
@@ -45,6 +70,10 @@ pub struct DemoOptions {
     pub database_url: Option<String>,
     /// How long to wait for convergence after the workload.
     pub converge_timeout: Duration,
+    /// Work queue capacity in mailboxes (`None`: the configured default).
+    pub queue_capacity: Option<usize>,
+    /// The periodic resync.
+    pub resync: DemoResync,
 }
 
 /// The demo's outcome; `--json` prints it.
@@ -76,6 +105,19 @@ pub struct DemoReport {
     pub committed_per_second: f64,
     /// GetItem calls the service made per changed item.
     pub get_item_calls_per_change: f64,
+    /// The periodic resync the service ran with.
+    pub resync: DemoResync,
+    /// Work queue capacity in mailboxes.
+    pub queue_capacity: usize,
+    /// Times the listener waited because the queue was full (back-pressure; the
+    /// service never drops an event).
+    pub queue_full_waits: u64,
+    /// Events merged into an entry already queued for their mailbox.
+    pub queue_coalesced: u64,
+    /// Full reconciliations that completed.
+    pub resync_runs: u64,
+    /// Differences the full reconciliations repaired.
+    pub drift: u64,
 }
 
 /// Runs the demo and returns its report.
@@ -116,6 +158,17 @@ async fn run_with(
     };
     config.subscriptions.heartbeat_timeout = Duration::from_secs(15);
     config.sync.room_refresh_interval = Duration::from_secs(2);
+    if let Some(capacity) = options.queue_capacity {
+        config.pipeline.queue_capacity = capacity;
+    }
+    match options.resync {
+        DemoResync::Default => {}
+        DemoResync::Off => config.resync.enabled = false,
+        DemoResync::On => {
+            config.resync.interval = ON_RESYNC_INTERVAL;
+            config.resync.full_interval = ON_FULL_RESYNC_INTERVAL;
+        }
+    }
     let store = PgStore::connect(&config.database)
         .await
         .context("connecting to the demo database")?;
@@ -181,6 +234,18 @@ async fn run_with(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let seconds_to_converge = converge_started.elapsed().as_secs_f64();
+    if options.resync == DemoResync::On {
+        // One full reconciliation after the fast path converged: it must find
+        // nothing to undo.
+        let runs = full_resyncs();
+        let started = Instant::now();
+        while full_resyncs() <= runs && started.elapsed() < options.converge_timeout {
+            progress.status("waiting for a full reconciliation");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        result = compare(&store, &control, &config).await?;
+    }
+    let metrics = crate::app::metrics_handle().render();
     let stats_after = control.stats();
     let get_item_calls =
         requests_for(&stats_after, GET_ITEM).saturating_sub(requests_for(&stats_before, GET_ITEM));
@@ -199,6 +264,12 @@ async fn run_with(
         committed_per_second: options.changes as f64
             / (workload_seconds + seconds_to_converge).max(0.001),
         get_item_calls_per_change: get_item_calls as f64 / options.changes.max(1) as f64,
+        resync: options.resync,
+        queue_capacity: config.pipeline.queue_capacity,
+        queue_full_waits: metric_total(&metrics, crate::metrics::QUEUE_FULL_WAITS),
+        queue_coalesced: metric_total(&metrics, crate::metrics::QUEUE_COALESCED),
+        resync_runs: full_resyncs(),
+        drift: metric_total(&metrics, crate::metrics::RESYNC_DRIFT),
     };
     progress.done();
 
@@ -215,6 +286,28 @@ async fn run_with(
     service.shutdown(Duration::from_secs(5)).await;
     sim.shutdown().await;
     Ok(report)
+}
+
+/// Full reconciliations this process completed.
+fn full_resyncs() -> u64 {
+    let text = crate::app::metrics_handle().render();
+    text.lines()
+        .filter(|line| {
+            line.starts_with(crate::metrics::RESYNC_RUNS) && line.contains("outcome=\"ok\"")
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// The sum of every series of metric `name` in the exporter's `text`.
+fn metric_total(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 /// Compares every room of the simulator with the database.

@@ -103,6 +103,13 @@ enum Command {
         /// Seconds to wait for convergence after the workload.
         #[arg(long, default_value_t = 120)]
         converge_timeout: u64,
+        /// Work queue capacity in mailboxes (default: the configured default, 1024).
+        #[arg(long)]
+        queue_capacity: Option<usize>,
+        /// Periodic resync: `default` (every 15 minutes, so not during a demo), `off`,
+        /// or `on` (a catch-up every 10 s, a full reconciliation every 20 s).
+        #[arg(long, value_enum, default_value_t = ResyncArg::Default)]
+        resync: ResyncArg,
     },
     /// Bring rooms in from Exchange and switch their sync and coexistence.
     Rooms {
@@ -319,6 +326,8 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             database_url,
             converge_timeout,
+            queue_capacity,
+            resync,
         } => {
             let configured = match cli.config.as_deref() {
                 Some(path) => match Config::load(path) {
@@ -340,6 +349,12 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 json,
                 database_url: configured.or(database_url),
                 converge_timeout: Duration::from_secs(converge_timeout),
+                queue_capacity,
+                resync: match resync {
+                    ResyncArg::Default => demo::DemoResync::Default,
+                    ResyncArg::Off => demo::DemoResync::Off,
+                    ResyncArg::On => demo::DemoResync::On,
+                },
             })
             .await?;
             print_report(&report, json)?;
@@ -511,6 +526,14 @@ fn print_report(report: &demo::DemoReport, json: bool) -> anyhow::Result<()> {
         report.committed_per_second,
         report.get_item_calls_per_change
     );
+    println!(
+        "queue of {} mailboxes: {} waits while full, {} events coalesced; {} full resyncs repaired {} differences",
+        report.queue_capacity,
+        report.queue_full_waits,
+        report.queue_coalesced,
+        report.resync_runs,
+        report.drift
+    );
     Ok(())
 }
 
@@ -547,6 +570,14 @@ async fn run(
         "Stopped"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `demo --resync`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ResyncArg {
+    Default,
+    Off,
+    On,
 }
 
 /// SIGTERM and SIGINT, caught from the moment they are installed.

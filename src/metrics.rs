@@ -10,6 +10,8 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
 /// Events the listener received, by event type.
 pub const EVENTS_RECEIVED: &str = "booking_sync_events_received_total";
+/// Events that repeat an earlier event of the same notification word for word.
+pub const EVENTS_DUPLICATE: &str = "booking_sync_events_duplicate_total";
 /// Mailbox entries put into the work queue.
 pub const QUEUE_ENQUEUED: &str = "booking_sync_queue_enqueued_total";
 /// Mailbox entries taken from the work queue by a worker.
@@ -54,6 +56,8 @@ pub const ROOMS_BY_INITIAL_SYNC: &str = "booking_sync_rooms_initial_sync";
 pub const SYNC_LAG: &str = "booking_sync_lag_seconds";
 /// Full resync runs by outcome.
 pub const RESYNC_RUNS: &str = "booking_sync_resync_runs_total";
+/// Rooms whose window roll or full reconciliation failed (tried again next run), by pass.
+pub const RESYNC_ROOM_FAILURES: &str = "booking_sync_resync_room_failures_total";
 /// Differences a resync found and repaired, by kind (missing, extra, stale).
 pub const RESYNC_DRIFT: &str = "booking_sync_resync_drift_repaired_total";
 /// When a full resync last succeeded.
@@ -74,6 +78,7 @@ pub const BUILD_INFO: &str = "booking_sync_build_info";
 /// Every metric above, for checks that dashboards and alerts name only these.
 pub const ALL: &[&str] = &[
     EVENTS_RECEIVED,
+    EVENTS_DUPLICATE,
     QUEUE_ENQUEUED,
     QUEUE_DEQUEUED,
     QUEUE_COALESCED,
@@ -96,6 +101,7 @@ pub const ALL: &[&str] = &[
     ROOMS_BY_INITIAL_SYNC,
     SYNC_LAG,
     RESYNC_RUNS,
+    RESYNC_ROOM_FAILURES,
     RESYNC_DRIFT,
     RESYNC_LAST_SUCCESS,
     UNKNOWN_ORGANIZER_MEETINGS,
@@ -152,6 +158,7 @@ pub const SYNC_OUTCOMES: &[&str] = &[
     "source_error",
     "checkpoint_moved",
     "store_error",
+    "stale_read",
 ];
 /// Values of the `class` label of [`DB_RETRIES`].
 pub const DB_RETRY_CLASSES: &[&str] = &["connection", "serialization", "timeout", "other"];
@@ -179,6 +186,11 @@ fn describe_queue() {
         EVENTS_RECEIVED,
         Unit::Count,
         "Notification events received, by type"
+    );
+    describe_counter!(
+        EVENTS_DUPLICATE,
+        Unit::Count,
+        "Notification events that repeat an earlier event of the same notification"
     );
     describe_counter!(
         QUEUE_ENQUEUED,
@@ -269,6 +281,11 @@ fn describe_sync() {
     );
     describe_counter!(RESYNC_RUNS, Unit::Count, "Full resync runs, by outcome");
     describe_counter!(
+        RESYNC_ROOM_FAILURES,
+        Unit::Count,
+        "Rooms whose window roll or full reconciliation failed and waits for the next run, by pass"
+    );
+    describe_counter!(
         RESYNC_DRIFT,
         Unit::Count,
         "Differences a full resync found and repaired, by kind; anything above 0 means the stream missed a change"
@@ -342,6 +359,7 @@ fn initial_values() {
         metrics::counter!(DB_RETRIES, "class" => class).absolute(0);
     }
     for counter in [
+        EVENTS_DUPLICATE,
         QUEUE_ENQUEUED,
         QUEUE_DEQUEUED,
         QUEUE_COALESCED,
@@ -354,6 +372,9 @@ fn initial_values() {
     }
     metrics::counter!(RESYNC_RUNS, "outcome" => "ok").absolute(0);
     metrics::counter!(RESYNC_RUNS, "outcome" => "failed").absolute(0);
+    for pass in ["roll", "full"] {
+        metrics::counter!(RESYNC_ROOM_FAILURES, "pass" => pass).absolute(0);
+    }
     metrics::counter!(NOTIFICATIONS_SUPPRESSED, "reason" => "dry_run").absolute(0);
     for gauge in [
         QUEUE_DEPTH,

@@ -8,6 +8,11 @@
 //! the server and removes the directory. When the process runs as root, which `initdb`
 //! refuses, every PostgreSQL command runs as the `postgres` system user instead.
 //!
+//! The fault tests also restart it ([`TempPostgres::restart`], `pg_ctl restart -m
+//! fast`) and crash it ([`TempPostgres::crash`], `pg_ctl stop -m immediate`, then
+//! [`TempPostgres::start_again`]), keeping its data directory and port; a server from
+//! [`TempPostgres::start_durable`] keeps every commit it acknowledged across a crash.
+//!
 //! The module never touches a system-wide cluster, never reads or writes configuration
 //! outside its own directory, and is not meant for data that must survive the process.
 
@@ -59,6 +64,9 @@ pub struct TempPostgres {
     port: u16,
     pg_ctl: PathBuf,
     run_as: RunAs,
+    /// Commits wait for their WAL to be written (`synchronous_commit = on`), so a
+    /// crash of the server keeps every commit it acknowledged.
+    durable: bool,
     /// Set once `stop` has cleaned up, so that drop has nothing left to do.
     stopped: bool,
 }
@@ -121,6 +129,22 @@ impl TempPostgres {
     /// [`TempPostgresError::NotInstalled`] without the binaries; otherwise whatever step
     /// failed. The directory is removed on failure.
     pub async fn start() -> Result<Self, TempPostgresError> {
+        Self::start_with(false).await
+    }
+
+    /// Like [`TempPostgres::start`], but a commit is acknowledged only once its WAL is
+    /// written (`synchronous_commit = on`), so [`TempPostgres::crash`] loses nothing
+    /// the server acknowledged. `fsync` stays off: the server may crash, the machine
+    /// may not.
+    ///
+    /// # Errors
+    ///
+    /// As [`TempPostgres::start`].
+    pub async fn start_durable() -> Result<Self, TempPostgresError> {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(durable: bool) -> Result<Self, TempPostgresError> {
         let binaries = Binaries::find()?;
         let run_as = RunAs::detect().await?;
         let directory = create_private_dir(&run_as).await?;
@@ -129,6 +153,7 @@ impl TempPostgres {
             port: 0,
             pg_ctl: binaries.pg_ctl.clone(),
             run_as,
+            durable,
             stopped: false,
         };
         server.init_cluster(&binaries.initdb).await?;
@@ -179,6 +204,72 @@ impl TempPostgres {
                 action: format!("remove {}", self.directory.display()),
                 source,
             })
+    }
+
+    /// Restarts the server as an operator does (`pg_ctl restart -m fast`): sessions
+    /// are ended, the data directory and the port stay, and it returns once the
+    /// server accepts connections again.
+    ///
+    /// # Errors
+    ///
+    /// `pg_ctl restart` failing (with the end of the server log), or the server not
+    /// accepting connections in time.
+    pub async fn restart(&self) -> Result<(), TempPostgresError> {
+        let mut command = self.run_as.command(&self.pg_ctl);
+        command
+            .arg("restart")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.log_file())
+            .args(["-m", "fast", "-w", "-s", "-t"])
+            .arg(READY_TIMEOUT.as_secs().to_string());
+        if let Err(err) = run(command, describe(&self.pg_ctl, "restart -m fast")).await {
+            return Err(self.with_log(err).await);
+        }
+        self.wait_until_ready().await
+    }
+
+    /// Crashes the server (`pg_ctl stop -m immediate`: every process quits at once,
+    /// without a checkpoint). It stays down until [`TempPostgres::start_again`], which
+    /// replays the WAL.
+    ///
+    /// # Errors
+    ///
+    /// `pg_ctl stop` failing.
+    pub async fn crash(&self) -> Result<(), TempPostgresError> {
+        let mut command = self.run_as.command(&self.pg_ctl);
+        command
+            .arg("stop")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "immediate", "-w", "-s"]);
+        run(command, describe(&self.pg_ctl, "stop -m immediate"))
+            .await
+            .map(drop)
+    }
+
+    /// Starts the server again after [`TempPostgres::crash`], on the same data
+    /// directory and port, and waits until it accepts connections.
+    ///
+    /// # Errors
+    ///
+    /// `pg_ctl start` failing (with the end of the server log), or the server not
+    /// accepting connections in time.
+    pub async fn start_again(&self) -> Result<(), TempPostgresError> {
+        let mut command = self.run_as.command(&self.pg_ctl);
+        command
+            .arg("start")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.log_file())
+            .args(["-w", "-s", "-t"])
+            .arg(READY_TIMEOUT.as_secs().to_string());
+        if let Err(err) = run(command, describe(&self.pg_ctl, "start")).await {
+            return Err(self.with_log(err).await);
+        }
+        self.wait_until_ready().await
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -239,9 +330,10 @@ impl TempPostgres {
         let _ = write!(
             settings,
             "listen_addresses = '{}'\nport = {}\nunix_socket_directories = '{socket_dir}'\n\
-             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n",
+             fsync = off\nsynchronous_commit = {}\nfull_page_writes = off\n",
             Ipv4Addr::LOCALHOST,
-            self.port
+            self.port,
+            if self.durable { "on" } else { "off" },
         );
         let path = self.data_dir().join("postgresql.conf");
         let io_error = |source| TempPostgresError::Io {

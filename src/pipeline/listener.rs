@@ -390,10 +390,14 @@ impl Listener {
             else {
                 continue;
             };
-            for event in &notification.events {
+            for (index, event) in notification.events.iter().enumerate() {
                 metrics::counter!(m::EVENTS_RECEIVED, "type" => event.kind.as_str()).increment(1);
                 if event.kind == EventKind::Status {
                     continue;
+                }
+                if notification.events[..index].contains(event) {
+                    // Exchange repeats an event now and then; the queue coalesces it.
+                    metrics::counter!(m::EVENTS_DUPLICATE).increment(1);
                 }
                 self.queue
                     .push(

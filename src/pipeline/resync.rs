@@ -167,6 +167,7 @@ impl<S: CalendarSource> Resync<S> {
             match &result {
                 Ok(outcome) => inserted += outcome.inserted,
                 Err(err) => {
+                    metrics::counter!(m::RESYNC_ROOM_FAILURES, "pass" => "roll").increment(1);
                     warn!(room_id = room.id.0, error = %error_chain(err), "Window roll of a room failed");
                 }
             }
@@ -195,6 +196,7 @@ impl<S: CalendarSource> Resync<S> {
                 Ok(report) => drift += report.drift(),
                 Err(err) => {
                     failed += 1;
+                    metrics::counter!(m::RESYNC_ROOM_FAILURES, "pass" => "full").increment(1);
                     warn!(room_id = room.id.0, error = %error_chain(err), "Full reconciliation of a room failed");
                 }
             }

@@ -234,6 +234,8 @@ pub struct StatsCounters {
     pub events_streamed: AtomicU64,
     /// Envelopes written into streams (events, heartbeats, final).
     pub stream_envelopes: AtomicU64,
+    /// Subscriptions named in ErrorMissedNotificationEvents written into streams.
+    pub missed_reported: AtomicU64,
     /// SOAP requests by "operation/outcome".
     pub requests: Mutex<BTreeMap<String, u64>>,
 }
@@ -267,6 +269,8 @@ pub struct SimStats {
     pub events_streamed: u64,
     /// Envelopes written into streams.
     pub stream_envelopes: u64,
+    /// Subscriptions named in ErrorMissedNotificationEvents written into streams.
+    pub missed_reported: u64,
     /// SOAP requests by "operation/outcome".
     pub requests: BTreeMap<String, u64>,
     /// Messages sent with CreateItem.
@@ -595,6 +599,7 @@ impl SimControl {
             events_published: stats.events_published.load(Ordering::Relaxed),
             events_streamed: stats.events_streamed.load(Ordering::Relaxed),
             stream_envelopes: stats.stream_envelopes.load(Ordering::Relaxed),
+            missed_reported: stats.missed_reported.load(Ordering::Relaxed),
             requests: stats
                 .requests
                 .lock()

@@ -586,6 +586,10 @@ impl StreamState {
             ));
         }
         if !missed.is_empty() {
+            self.state
+                .stats
+                .missed_reported
+                .fetch_add(missed.len() as u64, Ordering::Relaxed);
             return Some(error_envelope(
                 &mut self.first,
                 "ErrorMissedNotificationEvents",

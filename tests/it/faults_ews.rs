@@ -22,7 +22,7 @@ async fn every(total: Duration, every: Duration, mut action: impl FnMut()) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row01_streams_reset_mid_stream_reconnect_and_lose_nothing() {
-    let row = FaultRow::start("1", RowOptions::default()).await;
+    let mut row = FaultRow::start("1", RowOptions::default()).await;
     let before = row.ews.accepted();
 
     let workload = row.workload();
@@ -34,6 +34,10 @@ async fn row01_streams_reset_mid_stream_reconnect_and_lose_nothing() {
 
     report.assert_passed();
     assert!(row.ews.accepted() > before, "the service reconnected");
+    assert!(
+        report.metric("booking_sync_reconnects_total", &[]) > 0.0,
+        "reconnects are counted"
+    );
     let stats = row.app.control.stats();
     assert!(
         stats.subscriptions <= 50,
@@ -44,7 +48,7 @@ async fn row01_streams_reset_mid_stream_reconnect_and_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row02_a_black_holed_link_is_detected_by_the_watchdog_and_reconnected() {
-    let row = FaultRow::start("2", RowOptions::default()).await;
+    let mut row = FaultRow::start("2", RowOptions::default()).await;
 
     let workload = row.workload();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -61,11 +65,15 @@ async fn row02_a_black_holed_link_is_detected_by_the_watchdog_and_reconnected() 
         reconnected_while_held,
         "the silent stream was torn down and reopened"
     );
+    assert!(
+        report.metric("booking_sync_reconnects_total", &[("reason", "silence")]) > 0.0,
+        "the silence was detected"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row03_high_latency_slows_the_sync_without_a_reconnect_storm() {
-    let row = FaultRow::start("3", RowOptions::default()).await;
+    let mut row = FaultRow::start("3", RowOptions::default()).await;
     let before = row.ews.accepted();
 
     row.app.control.inject_fault(Fault::Latency {
@@ -85,11 +93,16 @@ async fn row03_high_latency_slows_the_sync_without_a_reconnect_storm() {
         connections <= 2 * cap + 4,
         "{connections} connections: no reconnect storm"
     );
+    let reconnects = report.metric("booking_sync_reconnects_total", &[]);
+    assert!(
+        reconnects <= 1.0,
+        "{reconnects} reconnects under latency alone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row04_a_stream_sliced_into_five_byte_pieces_is_framed_correctly() {
-    let row = FaultRow::start("4", RowOptions::default()).await;
+    let mut row = FaultRow::start("4", RowOptions::default()).await;
 
     row.ews.set(Mode::Slice {
         bytes: 5,
@@ -99,11 +112,19 @@ async fn row04_a_stream_sliced_into_five_byte_pieces_is_framed_correctly() {
     let report = row.finish(workload).await;
 
     report.assert_passed();
+    assert_eq!(
+        report.metric(
+            "booking_sync_ews_requests_total",
+            &[("outcome", "malformed")]
+        ),
+        0.0,
+        "no parse error"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row05_responses_cut_inside_the_xml_are_retried_and_never_half_applied() {
-    let row = FaultRow::start("5", RowOptions::default()).await;
+    let mut row = FaultRow::start("5", RowOptions::default()).await;
 
     row.app
         .control
@@ -124,7 +145,7 @@ async fn row06_a_full_resync_over_a_slow_link_keeps_making_progress() {
     let mut row = FaultRow::start(
         "6",
         RowOptions {
-            in_process: false,
+            start_service: false,
             ..RowOptions::default()
         },
     )
@@ -136,7 +157,7 @@ async fn row06_a_full_resync_over_a_slow_link_keeps_making_progress() {
         bytes: 256,
         delay: Duration::from_millis(1),
     });
-    row.app.start().await;
+    row.start_service().await;
     row.ews.set(Mode::Pass);
     let workload = row.workload();
     let report = row.finish(workload).await;
@@ -146,7 +167,7 @@ async fn row06_a_full_resync_over_a_slow_link_keeps_making_progress() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row07_subscriptions_dropped_by_an_exchange_restart_are_recreated() {
-    let row = FaultRow::start("7", RowOptions::default()).await;
+    let mut row = FaultRow::start("7", RowOptions::default()).await;
 
     let workload = row.workload();
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -159,11 +180,15 @@ async fn row07_subscriptions_dropped_by_an_exchange_restart_are_recreated() {
 
     report.assert_passed();
     assert!(row.app.control.stats().subscriptions >= 50, "resubscribed");
+    assert!(
+        report.metric("booking_sync_resubscriptions_total", &[]) > 0.0,
+        "resubscriptions are counted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row08_missed_events_lead_to_a_catch_up() {
-    let row = FaultRow::start("8", RowOptions::default()).await;
+    let mut row = FaultRow::start("8", RowOptions::default()).await;
 
     let workload = row.workload();
     every(Duration::from_secs(2), Duration::from_millis(400), || {
@@ -176,11 +201,21 @@ async fn row08_missed_events_lead_to_a_catch_up() {
     let report = row.finish(workload).await;
 
     report.assert_passed();
+    let reported = row.app.control.stats().missed_reported;
+    assert!(reported > 0, "missed events were reported");
+    assert_eq!(
+        report.metric(
+            "booking_sync_resubscriptions_total",
+            &[("reason", "missed")]
+        ),
+        reported as f64,
+        "one catch-up per subscription Exchange reported"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row09_server_busy_pauses_the_account_for_its_backoff_and_drops_nothing() {
-    let row = FaultRow::start("9", RowOptions::default()).await;
+    let mut row = FaultRow::start("9", RowOptions::default()).await;
     let backoff = Duration::from_secs(2);
     let busy = Duration::from_secs(6);
 
@@ -201,6 +236,10 @@ async fn row09_server_busy_pauses_the_account_for_its_backoff_and_drops_nothing(
     let per_wave = row.app.config.exchange.max_concurrent_requests as u64 + 4;
     assert!(refused > 0, "the fault was hit");
     assert!(
+        report.metric("booking_sync_ews_throttled_total", &[]) > 0.0,
+        "the back-offs are counted"
+    );
+    assert!(
         refused <= waves * per_wave,
         "{refused} refused requests: no request may start before the back-off expires"
     );
@@ -208,7 +247,7 @@ async fn row09_server_busy_pauses_the_account_for_its_backoff_and_drops_nothing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row10_transient_503s_are_retried_with_backoff_until_they_pass() {
-    let row = FaultRow::start("10", RowOptions::default()).await;
+    let mut row = FaultRow::start("10", RowOptions::default()).await;
 
     row.app.control.inject_fault(Fault::HttpStatus {
         status: 503,
@@ -221,11 +260,14 @@ async fn row10_transient_503s_are_retried_with_backoff_until_they_pass() {
 
     report.assert_passed();
     assert!(row.faulted_requests() > 0, "the fault was hit");
+    let failed = report.metric("booking_sync_ews_requests_total", &[])
+        - report.metric("booking_sync_ews_requests_total", &[("outcome", "ok")]);
+    assert!(failed > 0.0, "the failed requests are counted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row11_an_item_deleted_between_notification_and_fetch_leaves_no_ghost() {
-    let row = FaultRow::start("11", RowOptions::default()).await;
+    let mut row = FaultRow::start("11", RowOptions::default()).await;
     row.app.control.inject_fault(Fault::Latency {
         ms: 300,
         operations: vec!["GetItem".to_owned()],
@@ -290,7 +332,7 @@ async fn row12_a_rejected_sync_state_resyncs_the_room_and_reconciles_deletes() {
 
     // While the service is down, meetings of one room vanish and its stored sync
     // state turns into one Exchange rejects.
-    row.app.stop().await;
+    row.stop_service().await.expect("the service stops");
     let room = booking_sync::domain::MailboxAddress::new("room-003@contoso.example");
     let now = Utc::now();
     let truth = row
@@ -325,17 +367,22 @@ async fn row12_a_rejected_sync_state_resyncs_the_room_and_reconciles_deletes() {
             room.as_str()
         ))
         .await;
-    row.app.start().await;
+    row.start_service().await;
     let workload = row.workload();
     let report = row.finish(workload).await;
 
     report.assert_passed();
     assert!(gone > 0, "meetings were deleted while the service was down");
+    assert_eq!(
+        report.metric("booking_sync_sync_state_resets_total", &[]),
+        1.0,
+        "one room was synced from scratch"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row14_every_notification_twice_still_gives_one_row_per_meeting() {
-    let row = FaultRow::start(
+    let mut row = FaultRow::start(
         "14",
         RowOptions {
             duplicate_event_ratio: 1.0,
@@ -352,11 +399,15 @@ async fn row14_every_notification_twice_still_gives_one_row_per_meeting() {
         report.fetches_per_change < 2.0,
         "coalescing keeps fetches down: {report:?}"
     );
+    assert!(
+        report.metric("booking_sync_events_duplicate_total", &[]) > 0.0,
+        "the duplicates were seen"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row20_an_endpoint_refusing_connections_is_backed_off_and_recovered_from() {
-    let row = FaultRow::start("20", RowOptions::default()).await;
+    let mut row = FaultRow::start("20", RowOptions::default()).await;
 
     let workload = row.workload();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -374,11 +425,15 @@ async fn row20_an_endpoint_refusing_connections_is_backed_off_and_recovered_from
         attempts < workers * 50,
         "{attempts} connection attempts in 5 s: no hot retry loop"
     );
+    assert!(
+        report.metric("booking_sync_reconnects_total", &[]) > 0.0,
+        "the lost streams are counted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mailbox_move_in_progress_is_waited_out_and_the_room_resubscribed() {
-    let row = FaultRow::start("move", RowOptions::default()).await;
+    let mut row = FaultRow::start("move", RowOptions::default()).await;
     let room = booking_sync::domain::MailboxAddress::new("room-005@contoso.example");
 
     let workload = row.workload();
@@ -401,7 +456,7 @@ async fn a_mailbox_move_in_progress_is_waited_out_and_the_room_resubscribed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row15_an_older_version_from_a_lagging_replica_is_never_kept() {
-    let row = FaultRow::start("15", RowOptions::default()).await;
+    let mut row = FaultRow::start("15", RowOptions::default()).await;
 
     row.app
         .control
@@ -411,4 +466,14 @@ async fn row15_an_older_version_from_a_lagging_replica_is_never_kept() {
     let report = row.finish(workload).await;
 
     report.assert_passed();
+    // An answer older than the change list is refused before any write (the pass
+    // ends as `stale_read` and runs again); the write guard (`stale_skipped`) is the
+    // second line, for versions that race between two passes (row 28).
+    assert!(
+        report.metric(
+            "booking_sync_mailbox_syncs_total",
+            &[("outcome", "stale_read")]
+        ) > 0.0,
+        "older versions were refused"
+    );
 }

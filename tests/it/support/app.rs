@@ -29,6 +29,8 @@ pub struct TestOptions {
     pub duplicate_event_ratio: f64,
     /// Seed of the simulator.
     pub seed: u64,
+    /// The PostgreSQL server to create the test database on (default: the shared one).
+    pub admin_url: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -41,6 +43,7 @@ impl Default for TestOptions {
             sim_minute: Duration::from_secs(60),
             duplicate_event_ratio: 0.1,
             seed: 7,
+            admin_url: None,
         }
     }
 }
@@ -65,7 +68,10 @@ impl TestApp {
     /// Database, simulator and seeded rooms, without the service.
     pub async fn prepare(options: TestOptions) -> Self {
         super::init_logging();
-        let db = TestDb::create().await;
+        let db = match &options.admin_url {
+            Some(admin) => TestDb::create_on(admin).await,
+            None => TestDb::create().await,
+        };
         let sim = Simulator::start(SimConfig {
             listen: "127.0.0.1:0".parse().expect("address"),
             rooms: options.rooms,

@@ -18,20 +18,26 @@ pub struct TestDb {
     pub name: String,
     /// A URL that connects to it.
     pub url: String,
+    /// The server's maintenance URL it was created (and is dropped) with.
+    admin: String,
 }
 
 impl TestDb {
-    /// Creates the database (empty, no migrations).
+    /// Creates the database (empty, no migrations) on the shared test server.
     pub async fn create() -> Self {
+        Self::create_on(&admin_url()).await
+    }
+
+    /// Creates the database (empty, no migrations) on the server of `admin`, a URL of
+    /// any database there.
+    pub async fn create_on(admin: &str) -> Self {
         let name = format!("bs_it_{}", uuid::Uuid::new_v4().simple());
-        admin(&format!("CREATE DATABASE {name}")).await;
-        let admin = admin_url();
-        let base = admin
-            .rsplit_once('/')
-            .map_or(admin.as_str(), |(base, _)| base);
+        run_admin(admin, &format!("CREATE DATABASE {name}")).await;
+        let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
         Self {
             url: format!("{base}/{name}"),
             name,
+            admin: admin.to_owned(),
         }
     }
 
@@ -68,20 +74,21 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let admin = self.admin.clone();
         // Drop runs inside the test's runtime, which cannot be blocked on.
         let _ = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a runtime for dropping the test database")
-                .block_on(admin(&sql));
+                .block_on(run_admin(&admin, &sql));
         })
         .join();
     }
 }
 
-async fn admin(sql: &str) {
-    let (client, connection) = tokio_postgres::connect(&admin_url(), NoTls)
+async fn run_admin(admin: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(admin, NoTls)
         .await
         .expect("PostgreSQL answers at BOOKING_SYNC_TEST_DATABASE_URL (run scripts/test)");
     tokio::spawn(connection);

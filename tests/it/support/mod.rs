@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod daemon;
 pub mod db;
 pub mod faults;
 pub mod proxy;
