@@ -134,7 +134,7 @@ async fn an_empty_database_is_outdated_and_refused() {
             ]
         }
     );
-    assert!(matches!(required, Err(StoreError::SchemaOutdated { pending }) if pending.len() == 5));
+    assert!(matches!(required, Err(StoreError::SchemaOutdated { pending }) if pending.len() == 6));
 }
 
 #[tokio::test]
