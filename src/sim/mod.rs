@@ -261,6 +261,13 @@ pub struct SimStats {
     pub subscriptions: usize,
     /// Open GetStreamingEvents streams.
     pub open_streams: usize,
+    /// The most GetStreamingEvents streams each authenticated account (`anonymous`
+    /// without authentication) held open at once.
+    #[serde(default)]
+    pub peak_streams_by_account: BTreeMap<String, usize>,
+    /// GetStreamingEvents requests refused with ErrorExceededConnectionCount.
+    #[serde(default)]
+    pub connection_refusals: u64,
     /// Events put on subscription queues.
     pub events_published: u64,
     /// Events written into streams.
@@ -592,6 +599,8 @@ impl SimControl {
             changes: counts.changes,
             subscriptions: self.state.subscriptions.len(),
             open_streams: self.state.subscriptions.open_streams(),
+            peak_streams_by_account: self.state.limits.peak_streams(),
+            connection_refusals: self.state.limits.connection_refusals(),
             events_published: stats.events_published.load(Ordering::Relaxed),
             events_streamed: stats.events_streamed.load(Ordering::Relaxed),
             stream_envelopes: stats.stream_envelopes.load(Ordering::Relaxed),

@@ -54,6 +54,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "V4__services_issues_audit",
         sql: include_str!("../../schema/V4__services_issues_audit.sql"),
     },
+    Migration {
+        version: 5,
+        name: "V5__polled_rooms",
+        sql: include_str!("../../schema/V5__polled_rooms.sql"),
+    },
 ];
 
 /// Serialises concurrent `migrate` runs (any fixed 64-bit number would do).

@@ -101,7 +101,8 @@ async fn migrating_twice_applies_everything_once() {
             "V1__booking_tables",
             "V2__sync_state",
             "V3__resync_notes",
-            "V4__services_issues_audit"
+            "V4__services_issues_audit",
+            "V5__polled_rooms"
         ]
     );
     assert!(second.is_empty(), "{second:?}");
@@ -126,10 +127,11 @@ async fn an_empty_database_is_outdated_and_refused() {
                 "V2__sync_state".to_owned(),
                 "V3__resync_notes".to_owned(),
                 "V4__services_issues_audit".to_owned(),
+                "V5__polled_rooms".to_owned(),
             ]
         }
     );
-    assert!(matches!(required, Err(StoreError::SchemaOutdated { pending }) if pending.len() == 4));
+    assert!(matches!(required, Err(StoreError::SchemaOutdated { pending }) if pending.len() == 5));
 }
 
 #[tokio::test]
@@ -826,7 +828,8 @@ async fn concurrent_migrations_apply_each_migration_once() {
             "V1__booking_tables",
             "V2__sync_state",
             "V3__resync_notes",
-            "V4__services_issues_audit"
+            "V4__services_issues_audit",
+            "V5__polled_rooms"
         ]
     );
 }

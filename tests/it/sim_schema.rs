@@ -378,6 +378,7 @@ async fn budget_and_limit_answers_are_valid_against_the_exchange_schema() {
         limits: LimitsConfig {
             hanging_connection_limit: 0,
             max_subscriptions_per_mailbox: 1,
+            connections_per_account: false,
             request_budget: Some(RequestBudget {
                 requests: 4,
                 window: Duration::from_secs(60),

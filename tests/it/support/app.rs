@@ -27,6 +27,8 @@ pub struct TestOptions {
     pub sim_minute: Duration,
     /// Share of updates for which the simulator sends a duplicate event.
     pub duplicate_event_ratio: f64,
+    /// The simulator's per-account limits.
+    pub sim_limits: booking_sync::sim::limits::LimitsConfig,
 }
 
 impl Default for TestOptions {
@@ -38,6 +40,7 @@ impl Default for TestOptions {
             sim_auth: booking_sync::sim::auth::AuthConfig::default(),
             sim_minute: Duration::from_secs(60),
             duplicate_event_ratio: 0.1,
+            sim_limits: booking_sync::sim::limits::LimitsConfig::default(),
         }
     }
 }
@@ -72,6 +75,7 @@ impl TestApp {
             auth: options.sim_auth,
             minute: options.sim_minute,
             duplicate_event_ratio: options.duplicate_event_ratio,
+            limits: options.sim_limits,
             ..SimConfig::default()
         })
         .await
