@@ -59,6 +59,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "V5__polled_rooms",
         sql: include_str!("../../schema/V5__polled_rooms.sql"),
     },
+    Migration {
+        version: 6,
+        name: "V6__exception_versions",
+        sql: include_str!("../../schema/V6__exception_versions.sql"),
+    },
 ];
 
 /// Serialises concurrent `migrate` runs (any fixed 64-bit number would do).

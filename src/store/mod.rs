@@ -39,7 +39,7 @@ use tokio_postgres::NoTls;
 use crate::config::DatabaseConfig;
 use crate::domain::{ChangeKey, ItemId, MailboxAddress};
 
-pub use apply::{ApplyOutcome, ItemWrite, MailboxBatch, MeetingWrite};
+pub use apply::{ApplyOutcome, ExceptionVersion, ItemWrite, MailboxBatch, MeetingWrite};
 pub use audit::{AuditEntry, AuditFilter};
 pub use effects::IssueRouting;
 pub use error::{BoxError, StoreError};
