@@ -236,9 +236,21 @@ pub struct StatsCounters {
     pub stream_envelopes: AtomicU64,
     /// SOAP requests by "operation/outcome".
     pub requests: Mutex<BTreeMap<String, u64>>,
+    /// GetItem answers served from a stale replica.
+    pub stale_reads_served: AtomicU64,
+    /// Of those, exceptions.
+    pub stale_exceptions_served: AtomicU64,
 }
 
 impl StatsCounters {
+    /// Counts one item served from a stale replica.
+    pub fn count_stale_read(&self, exception: bool) {
+        self.stale_reads_served.fetch_add(1, Ordering::Relaxed);
+        if exception {
+            self.stale_exceptions_served.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Counts one request of an operation with an outcome (`success`, `error`, `fault`).
     pub fn count_request(&self, operation: &str, outcome: &str) {
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
@@ -276,6 +288,12 @@ pub struct SimStats {
     pub stream_envelopes: u64,
     /// SOAP requests by "operation/outcome".
     pub requests: BTreeMap<String, u64>,
+    /// GetItem answers served from a stale replica (the stale-read faults).
+    #[serde(default)]
+    pub stale_reads_served: u64,
+    /// Of those, exceptions.
+    #[serde(default)]
+    pub stale_exceptions_served: u64,
     /// Messages sent with CreateItem SendOnly.
     pub messages_sent: usize,
     /// Push delivery counters.
@@ -609,6 +627,8 @@ impl SimControl {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            stale_reads_served: stats.stale_reads_served.load(Ordering::Relaxed),
+            stale_exceptions_served: stats.stale_exceptions_served.load(Ordering::Relaxed),
             messages_sent: self.state.sent.len(),
             push: self.state.push.stats(),
             faults: self
