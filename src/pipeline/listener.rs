@@ -204,6 +204,8 @@ impl Listener {
                 break;
             }
             if state.by_subscription.is_empty() {
+                // Nothing to stream: the slot goes back for another group meanwhile.
+                permit = None;
                 tokio::select! {
                     _ = members.changed() => {}
                     awake = health::idle(&heartbeat, retry_delay(failures.max(1)), &cancel) => {

@@ -1,9 +1,9 @@
 //! The set of rooms being synced, shared by the listener and the workers.
 //!
 //! The room supervisor refreshes it from the `rooms` table; the listener subscribes
-//! what it lists and records which mailboxes hold a live subscription (the coverage
-//! that readiness and the status line report), and workers skip a mailbox that is no
-//! longer in it.
+//! what it lists and records which mailboxes hold a live subscription or are polled
+//! for want of a streaming connection (the coverage that readiness and the status
+//! line report), and workers skip a mailbox that is no longer in it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
