@@ -501,3 +501,69 @@ async fn an_exchange_cap_below_the_configured_one_lowers_ours_and_still_converge
         "the groups Exchange refused poll"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freed_connection_slot_goes_to_a_polled_group() {
+    let mut app = TestApp::prepare(TestOptions {
+        rooms: 6,
+        ..TestOptions::default()
+    })
+    .await;
+    app.config.subscriptions.group_size = 2;
+    app.config.subscriptions.max_streaming_connections = 2;
+    app.config.subscriptions.poll_interval = Duration::from_millis(300);
+    app.start().await;
+    let service = app.service.as_ref().expect("running");
+    assert_eq!(service.rooms.polled_count(), 2, "one group of two polls");
+    let statuses = app.store.room_statuses().await.expect("statuses");
+    let streamed: Vec<MailboxAddress> = statuses
+        .iter()
+        .filter(|status| status.subscription_id.is_some())
+        .map(|status| status.room.email.clone())
+        .collect();
+    assert_eq!(streamed.len(), 4);
+
+    // Groups are filled in address order, so the first streamed room and its
+    // neighbour share a group: disabling both frees that group's slot.
+    let first = streamed[0].as_str();
+    let number: usize = first["room-".len()..first.find('@').expect("an address")]
+        .parse()
+        .expect("a room number");
+    let partner = if number % 2 == 1 {
+        number + 1
+    } else {
+        number - 1
+    };
+    for room in [number, partner] {
+        let email = MailboxAddress::new(&format!("room-{room:03}@contoso.example"));
+        assert!(app
+            .store
+            .set_room_sync_enabled(&email, false)
+            .await
+            .expect("room disabled"));
+    }
+    let started = tokio::time::Instant::now();
+    while (service.rooms.polled_count() > 0 || app.control.stats().subscriptions != 4)
+        && started.elapsed() < CONVERGE
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert_eq!(
+        service.rooms.polled_count(),
+        0,
+        "the polled group streams now"
+    );
+    assert_eq!(app.control.stats().subscriptions, 4);
+    let stats = app.control.stats();
+    assert!(
+        stats
+            .peak_streams_by_account
+            .values()
+            .all(|peak| *peak <= 2),
+        "{:?}",
+        stats.peak_streams_by_account
+    );
+    let statuses = app.store.room_statuses().await.expect("statuses");
+    assert!(statuses.iter().all(|status| status.polled_since.is_none()));
+}
