@@ -223,22 +223,8 @@ impl Listener {
                 StreamEnd::Cancelled | StreamEnd::QueueClosed => break,
                 StreamEnd::Renew | StreamEnd::MembersChanged => failures = 0,
                 StreamEnd::ConnectionRefused => {
-                    metrics::counter!(m::RECONNECTS, "reason" => "connection_limit").increment(1);
-                    // Nothing the subscriptions caught is lost: the catch-up reads
-                    // from the stored checkpoint, and polling carries on from there.
-                    if self.catch_up_all(&state).await.is_err() {
+                    if let Err(Closed) = self.fall_back(&mut state, permit.take()).await {
                         break;
-                    }
-                    self.unsubscribe_all(&mut state).await;
-                    if let Some(refused) = permit.take() {
-                        let cap = self.slots.refused(refused);
-                        warn!(
-                            cap,
-                            configured = self.slots.configured(),
-                            "Exchange refused a streaming connection (ErrorExceededConnectionCount): \
-                             another client uses the account's connections; lowered the cap, \
-                             polling this group until it grows back"
-                        );
                     }
                 }
                 StreamEnd::Failed { reason, catch_up } => {
@@ -255,6 +241,32 @@ impl Listener {
         }
         self.set_polled(&mut state, &[]).await;
         self.unsubscribe_all(&mut state).await;
+    }
+
+    /// Exchange refused the group's connection: lowers the shared cap, catches up
+    /// every member and drops the subscriptions; the group polls from then on.
+    async fn fall_back(
+        &self,
+        state: &mut GroupState,
+        permit: Option<SlotPermit>,
+    ) -> Result<(), Closed> {
+        metrics::counter!(m::RECONNECTS, "reason" => "connection_limit").increment(1);
+        if let Some(refused) = permit {
+            // Lowered first, so the other groups stop asking for connections now.
+            let cap = self.slots.refused(refused);
+            warn!(
+                cap,
+                configured = self.slots.configured(),
+                "Exchange refused a streaming connection (ErrorExceededConnectionCount): \
+                 another client uses the account's connections; lowered the cap, \
+                 polling this group until it grows back"
+            );
+        }
+        // Nothing the subscriptions caught is lost: the catch-up reads from the
+        // stored checkpoint, and polling carries on from there.
+        self.catch_up_all(state).await?;
+        self.unsubscribe_all(state).await;
+        Ok(())
     }
 
     /// One round of polling for a group without a connection slot: drops its
