@@ -43,6 +43,7 @@ fn series_batch(room: RoomId, uid: &str, version: i64) -> MailboxBatch {
                 is_all_day: false,
                 organizer_email: Some(format!("user{}@example.com", day % 50)),
                 status: MeetingStatus::Confirmed,
+                exception: None,
             }
         })
         .collect();

@@ -27,6 +27,7 @@ use crate::pipeline::listener::{Listener, ListenerSettings};
 use crate::pipeline::queue::WorkQueue;
 use crate::pipeline::resync::{Resync, ResyncSettings};
 use crate::pipeline::rooms::RoomDirectory;
+use crate::pipeline::slots::ConnectionSlots;
 use crate::pipeline::worker::{SyncWindow, Workers};
 use crate::store::{IssueRouting, PgStore, SchemaStatus};
 use crate::{http, metrics as m, supervisor, systemd};
@@ -190,8 +191,10 @@ impl Service {
                 connection_timeout_minutes: config.subscriptions.connection_timeout_minutes,
                 heartbeat_timeout: config.subscriptions.heartbeat_timeout,
                 room_refresh_interval: config.sync.room_refresh_interval,
+                poll_interval: config.subscriptions.poll_interval,
             },
             heartbeats,
+            slots: ConnectionSlots::new(config.subscriptions.max_streaming_connections),
         });
         {
             let tracker_inner = tracker.clone();

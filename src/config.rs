@@ -148,6 +148,12 @@ pub struct SubscriptionsConfig {
     pub connection_timeout_minutes: u8,
     /// Silence after which a streaming connection counts as dead.
     pub heartbeat_timeout: Duration,
+    /// Concurrent GetStreamingEvents connections the account may hold (Exchange's
+    /// HangingConnectionLimit: 10 on 2016, 2019 and Online, 3 on 2013), 1..=100.
+    pub max_streaming_connections: usize,
+    /// How often mailboxes of groups beyond `max_streaming_connections` are caught up
+    /// with SyncFolderItems while they wait for a connection slot.
+    pub poll_interval: Duration,
 }
 
 /// `[pipeline]`: the bounded queue between notifications and workers.
@@ -275,6 +281,8 @@ impl Config {
                 group_size: defaults::GROUP_SIZE,
                 connection_timeout_minutes: defaults::CONNECTION_TIMEOUT_MINUTES,
                 heartbeat_timeout: defaults::HEARTBEAT_TIMEOUT,
+                max_streaming_connections: defaults::MAX_STREAMING_CONNECTIONS,
+                poll_interval: defaults::POLL_INTERVAL,
             },
             pipeline: PipelineConfig {
                 queue_capacity: defaults::QUEUE_CAPACITY,
@@ -354,6 +362,8 @@ mod defaults {
     pub const GROUP_SIZE: usize = 200;
     pub const CONNECTION_TIMEOUT_MINUTES: u8 = 30;
     pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(90);
+    pub const MAX_STREAMING_CONNECTIONS: usize = 10;
+    pub const POLL_INTERVAL: Duration = Duration::from_secs(30);
     pub const QUEUE_CAPACITY: usize = 1024;
     pub const WORKERS: usize = 4;
     pub const BATCH_SIZE: usize = 100;
@@ -423,6 +433,9 @@ struct RawSubscriptions {
     connection_timeout_minutes: Option<i64>,
     #[serde(default, with = "humantime_serde::option")]
     heartbeat_timeout: Option<Duration>,
+    max_streaming_connections: Option<i64>,
+    #[serde(default, with = "humantime_serde::option")]
+    poll_interval: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -935,6 +948,17 @@ fn validate_subscriptions(problems: &mut Problems, raw: RawSubscriptions) -> Sub
             raw.heartbeat_timeout,
             defaults::HEARTBEAT_TIMEOUT,
         ),
+        max_streaming_connections: problems.ranged(
+            "subscriptions.max_streaming_connections",
+            raw.max_streaming_connections,
+            (1, 100),
+            defaults::MAX_STREAMING_CONNECTIONS,
+        ),
+        poll_interval: problems.positive(
+            "subscriptions.poll_interval",
+            raw.poll_interval,
+            defaults::POLL_INTERVAL,
+        ),
     }
 }
 
@@ -1132,6 +1156,8 @@ url = "https://mail.example.com/EWS/Exchange.asmx"
             config.subscriptions.heartbeat_timeout,
             Duration::from_secs(90)
         );
+        assert_eq!(config.subscriptions.max_streaming_connections, 10);
+        assert_eq!(config.subscriptions.poll_interval, Duration::from_secs(30));
         assert_eq!(config.pipeline.queue_capacity, 1024);
         assert_eq!(config.pipeline.workers, 4);
         assert_eq!(config.pipeline.batch_size, 100);
@@ -1191,6 +1217,8 @@ request_timeout = "2m"
 group_size = 50
 connection_timeout_minutes = 10
 heartbeat_timeout = "45s"
+max_streaming_connections = 3
+poll_interval = "10s"
 
 [pipeline]
 queue_capacity = 10
@@ -1215,6 +1243,8 @@ listen = "0.0.0.0:9000"
         assert!(!config.exchange.impersonation);
         assert_eq!(config.exchange.request_timeout, Duration::from_secs(120));
         assert_eq!(config.subscriptions.connection_timeout_minutes, 10);
+        assert_eq!(config.subscriptions.max_streaming_connections, 3);
+        assert_eq!(config.subscriptions.poll_interval, Duration::from_secs(10));
         assert_eq!(config.pipeline.coalesce_window, Duration::ZERO);
         assert_eq!(config.pipeline.batch_size, 500);
         assert_eq!(config.sync.window_past_days, 0);
@@ -1257,6 +1287,8 @@ url = "ftp://mail.example.com/"
 
 [subscriptions]
 group_size = 500
+max_streaming_connections = 0
+poll_interval = "0s"
 
 [pipeline]
 batch_size = 0
@@ -1274,14 +1306,16 @@ room_refresh_interval = "soon"
                 "database.url",
                 "exchange.url",
                 "subscriptions.group_size",
+                "subscriptions.max_streaming_connections",
+                "subscriptions.poll_interval",
                 "pipeline.batch_size",
                 "sync",
             ]
         );
         assert!(
-            found[5].message.contains("room_refresh_interval"),
+            found[7].message.contains("room_refresh_interval"),
             "{}",
-            found[5].message
+            found[7].message
         );
         assert!(
             found[0].message.contains("from 2 to"),

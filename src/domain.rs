@@ -183,6 +183,11 @@ pub struct Attendee {
 pub struct OccurrenceRef {
     /// The occurrence's own item id (fetch it for its subject and other fields).
     pub item_id: ItemId,
+    /// The change key of the exception's current version, as the master lists it
+    /// (`None` when Exchange sent none): a fetched exception with another change key
+    /// is not the version this master refers to.
+    #[serde(default)]
+    pub change_key: Option<ChangeKey>,
     /// Its current start.
     pub start: DateTime<Utc>,
     /// Its current end.

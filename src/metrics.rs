@@ -40,6 +40,8 @@ pub const MAILBOX_SYNCS: &str = "booking_sync_mailbox_syncs_total";
 pub const MAILBOX_SYNC_DURATION: &str = "booking_sync_mailbox_sync_duration_seconds";
 /// Streaming connections currently open.
 pub const STREAMS_OPEN: &str = "booking_sync_streaming_connections_open";
+/// Mailboxes kept in step by polling because no streaming connection slot was free.
+pub const MAILBOXES_POLLED: &str = "booking_sync_mailboxes_polled";
 /// Subscriptions currently active.
 pub const SUBSCRIPTIONS_ACTIVE: &str = "booking_sync_subscriptions_active";
 /// Streaming reconnects by reason.
@@ -94,6 +96,7 @@ pub const ALL: &[&str] = &[
     MAILBOX_SYNCS,
     MAILBOX_SYNC_DURATION,
     STREAMS_OPEN,
+    MAILBOXES_POLLED,
     SUBSCRIPTIONS_ACTIVE,
     RECONNECTS,
     RESUBSCRIPTIONS,
@@ -148,6 +151,7 @@ pub const RECONNECT_REASONS: &[&str] = &[
     "stream_taken",
     "open_failed",
     "subscriptions_gone",
+    "connection_limit",
 ];
 /// Values of the `reason` label of [`RESUBSCRIPTIONS`].
 pub const RESUBSCRIBE_REASONS: &[&str] = &["gone", "dead", "missed"];
@@ -242,6 +246,11 @@ fn describe_ews() {
     );
     describe_gauge!(STREAMS_OPEN, Unit::Count, "Streaming connections open");
     describe_gauge!(SUBSCRIPTIONS_ACTIVE, Unit::Count, "Subscriptions active");
+    describe_gauge!(
+        MAILBOXES_POLLED,
+        Unit::Count,
+        "Mailboxes polled because no streaming connection slot was free"
+    );
     describe_counter!(RECONNECTS, Unit::Count, "Streaming reconnects, by reason");
     describe_counter!(RESUBSCRIPTIONS, Unit::Count, "Resubscriptions, by reason");
     describe_counter!(
@@ -379,6 +388,7 @@ fn initial_values() {
     for gauge in [
         QUEUE_DEPTH,
         STREAMS_OPEN,
+        MAILBOXES_POLLED,
         SUBSCRIPTIONS_ACTIVE,
         ROOMS_ENABLED,
         SYNC_LAG,

@@ -1532,6 +1532,7 @@ mod tests {
         let mut item = daily_master();
         item.modified_occurrences.push(OccurrenceRef {
             item_id: ItemId::from("exception-7"),
+            change_key: None,
             start: utc(2026, 1, 7, 14, 0),
             end: utc(2026, 1, 7, 15, 30),
             original_start: utc(2026, 1, 7, 9, 0),
@@ -1570,12 +1571,14 @@ mod tests {
         // 1 February moved into the window; 10 January moved out of it.
         item.modified_occurrences.push(OccurrenceRef {
             item_id: ItemId::from("moved-in"),
+            change_key: None,
             start: utc(2026, 1, 11, 13, 0),
             end: utc(2026, 1, 11, 14, 0),
             original_start: utc(2026, 2, 1, 9, 0),
         });
         item.modified_occurrences.push(OccurrenceRef {
             item_id: ItemId::from("moved-out"),
+            change_key: None,
             start: utc(2026, 1, 20, 9, 0),
             end: utc(2026, 1, 20, 10, 0),
             original_start: utc(2026, 1, 10, 9, 0),

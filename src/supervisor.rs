@@ -112,12 +112,18 @@ pub fn sample(health: &Health) {
 
 /// `systemctl status` line: coverage, queue and lag (and a stall, if any).
 fn status_line(health: &Health, stalled: Option<(&'static str, Duration)>) -> String {
-    let (subscribed, enabled) = health.rooms.coverage();
+    let (covered, enabled) = health.rooms.coverage();
     let mut line = format!(
-        "subscriptions {subscribed}/{enabled}, queue {}, lag {}s",
+        "subscriptions {covered}/{enabled}, queue {}, lag {}s",
         health.queue.len(),
         health.lag().as_secs()
     );
+    let polled = health.rooms.polled_count();
+    if polled > 0 {
+        line.push_str(&format!(
+            ", {polled} polled for want of a streaming connection"
+        ));
+    }
     if let Some((name, age)) = stalled {
         line.push_str(&format!(", {name} stalled for {}s", age.as_secs()));
     }

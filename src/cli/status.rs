@@ -40,6 +40,8 @@ pub struct Summary {
     pub drift_repaired: i64,
     /// Confirmed meetings whose organizer is not a known user.
     pub unknown_organizers: i64,
+    /// Enabled rooms polled because their group found no streaming connection slot.
+    pub polled: usize,
 }
 
 /// One room's line.
@@ -55,6 +57,11 @@ pub struct RoomReport {
     pub coexistence_enabled: bool,
     /// `pending`, `running`, `complete` or `failed`.
     pub initial_sync: &'static str,
+    /// How changes reach the service: `stream` (a streaming subscription), `poll`
+    /// (no streaming connection slot was free, see `polled_since`) or `-` (neither).
+    pub notifications: &'static str,
+    /// Since when the room is polled.
+    pub polled_since: Option<DateTime<Utc>>,
     /// Why the initial sync failed.
     pub initial_sync_error: Option<String>,
     /// Seconds since the last notification for the room.
@@ -92,6 +99,9 @@ pub fn report(statuses: &[RoomStatus], now: DateTime<Utc>) -> StatusReport {
         if status.last_error.is_some() {
             summary.with_errors += 1;
         }
+        if status.polled_since.is_some() {
+            summary.polled += 1;
+        }
         // Rooms never synced show in the state counts, not in the lag.
         if let Some(at) = status.last_sync_at {
             let age = (now - at).num_seconds();
@@ -111,6 +121,8 @@ pub fn report(statuses: &[RoomStatus], now: DateTime<Utc>) -> StatusReport {
             sync_enabled: status.sync_enabled,
             coexistence_enabled: status.coexistence_enabled,
             initial_sync: status.room.initial_sync.as_str(),
+            notifications: notifications(status),
+            polled_since: status.polled_since,
             initial_sync_error: status.initial_sync_error.clone(),
             last_event_age_seconds: status.last_event_at.map(|at| (now - at).num_seconds()),
             last_sync_at: status.last_sync_at,
@@ -130,10 +142,11 @@ pub fn render(report: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<40} {:<5} {:<10} {:>10} {:<20} {:<20} {:>8} {:>7}  LAST ERROR",
+        "{:<40} {:<5} {:<10} {:<6} {:>10} {:<20} {:<20} {:>8} {:>7}  LAST ERROR",
         "EMAIL",
         "SYNC",
         "INITIAL",
+        "VIA",
         "EVENT AGE",
         "LAST RESYNC",
         "LAST FULL RESYNC",
@@ -147,10 +160,11 @@ pub fn render(report: &StatusReport) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<40} {:<5} {:<10} {:>10} {:<20} {:<20} {:>8} {:>7}  {}",
+            "{:<40} {:<5} {:<10} {:<6} {:>10} {:<20} {:<20} {:>8} {:>7}  {}",
             room.email,
             if room.sync_enabled { "on" } else { "off" },
             initial,
+            room.notifications,
             room.last_event_age_seconds
                 .map_or_else(|| "-".to_owned(), |age| format!("{age}s")),
             time(room.last_resync_at.or(room.last_sync_at)),
@@ -163,7 +177,7 @@ pub fn render(report: &StatusReport) -> String {
     let summary = &report.summary;
     let _ = writeln!(
         out,
-        "{} rooms, {} enabled: {} complete, {} running, {} pending, {} failed; {} with errors; lag {}; drift repaired {}; {} meetings of unknown organizers",
+        "{} rooms, {} enabled: {} complete, {} running, {} pending, {} failed; {} with errors; {} polled for want of a streaming connection; lag {}; drift repaired {}; {} meetings of unknown organizers",
         summary.rooms,
         summary.enabled,
         summary.complete,
@@ -171,6 +185,7 @@ pub fn render(report: &StatusReport) -> String {
         summary.pending,
         summary.failed,
         summary.with_errors,
+        summary.polled,
         summary
             .lag_seconds
             .map_or_else(|| "unknown".to_owned(), |lag| format!("{lag}s")),
@@ -178,6 +193,16 @@ pub fn render(report: &StatusReport) -> String {
         summary.unknown_organizers
     );
     out
+}
+
+fn notifications(status: &RoomStatus) -> &'static str {
+    if status.subscription_id.is_some() {
+        "stream"
+    } else if status.polled_since.is_some() {
+        "poll"
+    } else {
+        "-"
+    }
 }
 
 fn time(at: Option<DateTime<Utc>>) -> String {
@@ -221,6 +246,7 @@ mod tests {
             last_full_resync_at: None,
             drift_repaired: 2,
             unknown_organizers: 1,
+            polled_since: None,
         }
     }
 
@@ -233,6 +259,9 @@ mod tests {
             status(3, InitialSync::Failed, None, now),
             status(4, InitialSync::Pending, Some(5), now),
         ];
+        let mut statuses = statuses;
+        statuses[1].polled_since = Some(now);
+        statuses[2].subscription_id = Some(crate::domain::SubscriptionId("sub-3".to_owned()));
 
         let report = report(&statuses, now);
         let text = render(&report);
@@ -247,6 +276,19 @@ mod tests {
         );
         assert_eq!(report.summary.lag_seconds, Some(70));
         assert_eq!(report.summary.drift_repaired, 8);
+        assert_eq!(report.summary.polled, 1);
+        assert_eq!(
+            report
+                .rooms
+                .iter()
+                .map(|room| room.notifications)
+                .collect::<Vec<_>>(),
+            vec!["-", "poll", "stream", "-"]
+        );
+        assert!(
+            text.contains("1 polled for want of a streaming connection"),
+            "{text}"
+        );
         assert!(text.contains("failed (mailbox not found)"), "{text}");
         assert!(text.contains("4 rooms, 4 enabled: 2 complete"), "{text}");
     }

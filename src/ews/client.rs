@@ -552,6 +552,7 @@ fn retries_read(err: &EwsError) -> bool {
     match err {
         EwsError::Transport(_) | EwsError::Malformed(_) => true,
         EwsError::Throttled { backoff } => backoff.is_none(),
+        EwsError::ConnectionLimit => true,
         EwsError::Http { status } => *status >= 500,
         _ => false,
     }
@@ -574,7 +575,10 @@ fn record(operation: Operation, started: tokio::time::Instant, error: Option<&Ew
         .increment(1);
     metrics::histogram!(m::EWS_REQUEST_DURATION, "operation" => operation.as_str())
         .record(elapsed.as_secs_f64());
-    if matches!(error, Some(EwsError::Throttled { .. })) {
+    if matches!(
+        error,
+        Some(EwsError::Throttled { .. } | EwsError::ConnectionLimit)
+    ) {
         metrics::counter!(m::EWS_THROTTLED, "operation" => operation.as_str()).increment(1);
     }
     tracing::debug!(
@@ -588,7 +592,7 @@ fn record(operation: Operation, started: tokio::time::Instant, error: Option<&Ew
 /// The `outcome` label of an error (one of [`m::EWS_OUTCOMES`]).
 fn outcome_of(error: &EwsError) -> &'static str {
     match error {
-        EwsError::Throttled { .. } => "throttled",
+        EwsError::Throttled { .. } | EwsError::ConnectionLimit => "throttled",
         EwsError::Timeout => "timeout",
         EwsError::Transport(_) => "transport",
         EwsError::Unauthorized | EwsError::Forbidden => "unauthorized",

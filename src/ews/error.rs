@@ -16,6 +16,11 @@ pub enum EwsError {
         /// Exchange's BackOffMilliseconds or Retry-After, when given.
         backoff: Option<Duration>,
     },
+    /// The account holds as many concurrent connections as Exchange allows
+    /// (ErrorExceededConnectionCount, the HangingConnectionLimit for streams): open
+    /// fewer, or wait until one closes.
+    #[error("exchange refused another concurrent connection for the account")]
+    ConnectionLimit,
     /// The subscription is dead (not found, invalid, expired, or its events are lost):
     /// subscribe again and catch up with SyncFolderItems.
     #[error("subscription is gone ({code})")]
@@ -80,6 +85,7 @@ impl EwsError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Throttled { .. }
+            | Self::ConnectionLimit
             | Self::MailboxUnavailable { .. }
             | Self::Transport(_)
             | Self::Timeout
@@ -105,6 +111,7 @@ impl EwsError {
             | Self::AccessDenied { code }
             | Self::Response { code, .. } => Some(code),
             Self::InvalidSyncState => Some(codes::INVALID_SYNC_STATE),
+            Self::ConnectionLimit => Some(codes::EXCEEDED_CONNECTION_COUNT),
             Self::MailboxNotFound => Some(codes::NON_EXISTENT_MAILBOX),
             _ => None,
         }
@@ -139,13 +146,13 @@ pub(crate) mod codes {
     pub const SUBSCRIPTION_NOT_FOUND: &str = "ErrorSubscriptionNotFound";
     pub const TIMEOUT_EXPIRED: &str = "ErrorTimeoutExpired";
     pub const NAME_RESOLUTION_NO_RESULTS: &str = "ErrorNameResolutionNoResults";
+    pub const EXCEEDED_CONNECTION_COUNT: &str = "ErrorExceededConnectionCount";
 
     /// Overload codes that mean "back off" even without a hint.
     pub const THROTTLING: &[&str] = &[
         SERVER_BUSY,
         "ErrorInternalServerTransientError",
         "ErrorTooManyObjectsOpened",
-        "ErrorExceededConnectionCount",
     ];
     /// Codes after which the subscription must be recreated.
     pub const SUBSCRIPTION_GONE: &[&str] = &[
@@ -189,6 +196,8 @@ pub(crate) fn classify(code: &str, message: &str, backoff: Option<Duration>) -> 
         EwsError::MailboxUnavailable { code: owned() }
     } else if codes::ACCESS_DENIED.contains(&code) {
         EwsError::AccessDenied { code: owned() }
+    } else if code == codes::EXCEEDED_CONNECTION_COUNT {
+        EwsError::ConnectionLimit
     } else if code == codes::INVALID_SYNC_STATE {
         EwsError::InvalidSyncState
     } else if code == codes::NON_EXISTENT_MAILBOX {

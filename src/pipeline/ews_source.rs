@@ -90,6 +90,10 @@ fn classify(err: EwsError) -> SourceError {
             backoff,
             source: Box::new(EwsError::Throttled { backoff }),
         },
+        EwsError::ConnectionLimit => SourceError::Throttled {
+            backoff: None,
+            source: Box::new(EwsError::ConnectionLimit),
+        },
         EwsError::InvalidSyncState => SourceError::InvalidCheckpoint,
         err @ (EwsError::MailboxNotFound | EwsError::AccessDenied { .. }) => SourceError::Mailbox {
             source: Box::new(err),

@@ -8,6 +8,14 @@
 //! the workers find out what changed. Whenever the stream may have missed something
 //! (a dropped connection, silence past the heartbeat timeout, a lost subscription,
 //! missed events) the affected mailboxes are queued for a catch-up too.
+//!
+//! The account may hold only `max_streaming_connections` streams (Exchange's
+//! HangingConnectionLimit), counted by [`ConnectionSlots`]. A group that finds no free
+//! slot subscribes nothing and polls instead: every `poll_interval` it queues a
+//! catch-up for each of its mailboxes and tries for a slot again. When Exchange
+//! refuses a stream with ErrorExceededConnectionCount anyway (another client uses the
+//! same account), the group catches up, drops its subscriptions, lowers the shared
+//! cap and polls until the cap grows back.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -27,6 +35,7 @@ use crate::health::{self, Heartbeat, Heartbeats};
 use crate::metrics as m;
 use crate::pipeline::queue::{Closed, Reason, WorkQueue};
 use crate::pipeline::rooms::RoomDirectory;
+use crate::pipeline::slots::{ConnectionSlots, SlotPermit};
 use crate::store::PgStore;
 
 /// Code of the stream error that says events were lost but the subscription lives.
@@ -59,6 +68,8 @@ pub struct ListenerSettings {
     pub heartbeat_timeout: Duration,
     /// How often the `rooms` table is read for added or disabled rooms.
     pub room_refresh_interval: Duration,
+    /// How often a group without a streaming connection slot catches up its mailboxes.
+    pub poll_interval: Duration,
 }
 
 /// Everything a group task needs; shared by all groups.
@@ -75,6 +86,8 @@ pub struct Listener {
     pub settings: ListenerSettings,
     /// Where the room loop and every group task register their heartbeat.
     pub heartbeats: Arc<Heartbeats>,
+    /// The account's streaming connection slots, shared by every group task.
+    pub slots: Arc<ConnectionSlots>,
 }
 
 struct Group {
@@ -155,13 +168,15 @@ impl Listener {
         }
     }
 
-    /// Runs one affinity group: subscriptions plus one streaming connection.
+    /// Runs one affinity group: subscriptions plus one streaming connection, or a
+    /// periodic catch-up while no connection slot is free.
     async fn run_group(
         self: Arc<Self>,
         mut members: watch::Receiver<Vec<MailboxAddress>>,
         cancel: CancellationToken,
     ) {
         let mut state = GroupState::default();
+        let mut permit: Option<SlotPermit> = None;
         let mut failures = 0u32;
         let heartbeat = self.heartbeats.register(health::LOOP_STREAMS);
         loop {
@@ -170,10 +185,27 @@ impl Listener {
                 break;
             }
             let wanted = members.borrow_and_update().clone();
+            if wanted.is_empty() {
+                permit = None;
+            } else if permit.is_none() {
+                permit = self.slots.try_acquire();
+            }
+            if permit.is_none() && !wanted.is_empty() {
+                if !self
+                    .poll(&mut state, &wanted, &mut members, &cancel, &heartbeat)
+                    .await
+                {
+                    break;
+                }
+                continue;
+            }
+            self.set_polled(&mut state, &[]).await;
             if let Err(Closed) = self.reconcile(&mut state, &wanted, &heartbeat).await {
                 break;
             }
             if state.by_subscription.is_empty() {
+                // Nothing to stream: the slot goes back for another group meanwhile.
+                permit = None;
                 tokio::select! {
                     _ = members.changed() => {}
                     awake = health::idle(&heartbeat, retry_delay(failures.max(1)), &cancel) => {
@@ -190,6 +222,11 @@ impl Listener {
             match end {
                 StreamEnd::Cancelled | StreamEnd::QueueClosed => break,
                 StreamEnd::Renew | StreamEnd::MembersChanged => failures = 0,
+                StreamEnd::ConnectionRefused => {
+                    if let Err(Closed) = self.fall_back(&mut state, permit.take()).await {
+                        break;
+                    }
+                }
                 StreamEnd::Failed { reason, catch_up } => {
                     failures += 1;
                     metrics::counter!(m::RECONNECTS, "reason" => reason).increment(1);
@@ -202,7 +239,106 @@ impl Listener {
                 }
             }
         }
+        self.set_polled(&mut state, &[]).await;
         self.unsubscribe_all(&mut state).await;
+    }
+
+    /// Exchange refused the group's connection: lowers the shared cap, catches up
+    /// every member and drops the subscriptions; the group polls from then on.
+    async fn fall_back(
+        &self,
+        state: &mut GroupState,
+        permit: Option<SlotPermit>,
+    ) -> Result<(), Closed> {
+        metrics::counter!(m::RECONNECTS, "reason" => "connection_limit").increment(1);
+        if let Some(refused) = permit {
+            // Lowered first, so the other groups stop asking for connections now.
+            let cap = self.slots.refused(refused);
+            warn!(
+                cap,
+                configured = self.slots.configured(),
+                "Exchange refused a streaming connection (ErrorExceededConnectionCount): \
+                 another client uses the account's connections; lowered the cap, \
+                 polling this group until it grows back"
+            );
+        }
+        // Nothing the subscriptions caught is lost: the catch-up reads from the
+        // stored checkpoint, and polling carries on from there.
+        self.catch_up_all(state).await?;
+        self.unsubscribe_all(state).await;
+        Ok(())
+    }
+
+    /// One round of polling for a group without a connection slot: drops its
+    /// subscriptions, queues a catch-up for every member, then waits `poll_interval`
+    /// (or a change of members). Returns `false` when the group must stop.
+    async fn poll(
+        &self,
+        state: &mut GroupState,
+        wanted: &[MailboxAddress],
+        members: &mut watch::Receiver<Vec<MailboxAddress>>,
+        cancel: &CancellationToken,
+        heartbeat: &Heartbeat,
+    ) -> bool {
+        if state.affinity.is_some() {
+            self.unsubscribe_all(state).await;
+            state.affinity = None;
+        }
+        self.set_polled(state, wanted).await;
+        for mailbox in wanted {
+            heartbeat.beat();
+            if let Err(Closed) = self.queue.push(mailbox, None, Reason::CatchUp).await {
+                return false;
+            }
+        }
+        tokio::select! {
+            _ = members.changed() => true,
+            awake = health::idle(heartbeat, self.settings.poll_interval, cancel) => awake,
+        }
+    }
+
+    /// Makes `polled` the group's polled mailboxes, in the room directory (gauge,
+    /// coverage) and in the `rooms` status; warns when polling starts for the account
+    /// and tells when it ends.
+    async fn set_polled(&self, state: &mut GroupState, polled: &[MailboxAddress]) {
+        let next: HashSet<MailboxAddress> = polled.iter().cloned().collect();
+        if next == state.polled {
+            return;
+        }
+        let before = self.rooms.polled_count();
+        let mut changed = Vec::new();
+        for mailbox in state.polled.difference(&next) {
+            self.rooms.set_polled(mailbox, false);
+            changed.push((mailbox.clone(), false));
+        }
+        for mailbox in next.difference(&state.polled) {
+            self.rooms.set_polled(mailbox, true);
+            changed.push((mailbox.clone(), true));
+        }
+        state.polled = next;
+        let after = self.rooms.polled_count();
+        if before == 0 && after > 0 {
+            warn!(
+                max_streaming_connections = self.slots.configured(),
+                effective_cap = self.slots.effective_cap(),
+                polled = after,
+                poll_interval = ?self.settings.poll_interval,
+                "More affinity groups than streaming connections: rooms without a connection \
+                 are polled with SyncFolderItems until one frees up (raise \
+                 subscriptions.max_streaming_connections or group_size if Exchange allows)"
+            );
+        } else if before > 0 && after == 0 {
+            info!("Every room has a streaming connection again, polling stopped");
+        }
+        let rooms: Vec<(crate::store::RoomId, bool)> = changed
+            .iter()
+            .filter_map(|(mailbox, polled)| self.store_room_id(mailbox).map(|room| (room, *polled)))
+            .collect();
+        if !rooms.is_empty() {
+            if let Err(err) = self.store.record_polled(&rooms).await {
+                debug!(error = %err, "Could not record which rooms are polled");
+            }
+        }
     }
 
     /// Subscribes wanted mailboxes that have no subscription and drops the others.
@@ -354,6 +490,7 @@ impl Listener {
 
     fn open_failed(&self, state: &mut GroupState, err: EwsError) -> StreamEnd {
         match err {
+            EwsError::ConnectionLimit => StreamEnd::ConnectionRefused,
             EwsError::SubscriptionGone { .. } => {
                 // Every subscription of the connection is gone (an Exchange restart):
                 // drop them all; the next reconcile subscribes and catches up.
@@ -419,6 +556,10 @@ impl Listener {
                 for mailbox in affected {
                     self.queue.push(&mailbox, None, Reason::CatchUp).await?;
                 }
+            } else if matches!(error.to_error(), EwsError::ConnectionLimit) {
+                // The connection was refused in its first message: the account holds
+                // as many streams as Exchange allows.
+                return Ok(Some(StreamEnd::ConnectionRefused));
             } else if error.code == STREAM_TAKEN {
                 // The subscriptions live on another connection now; reopen ours
                 // (after the reconnect delay, so two readers cannot ping-pong fast).
@@ -495,6 +636,8 @@ struct GroupState {
     resubscribe_at: Option<Instant>,
     by_subscription: HashMap<SubscriptionId, MailboxAddress>,
     by_mailbox: HashMap<MailboxAddress, SubscriptionId>,
+    /// Members polled because the group has no connection slot.
+    polled: HashSet<MailboxAddress>,
 }
 
 impl GroupState {
@@ -525,6 +668,8 @@ enum StreamEnd {
     QueueClosed,
     Renew,
     MembersChanged,
+    /// Exchange refused the connection: the account holds its HangingConnectionLimit.
+    ConnectionRefused,
     Failed {
         reason: &'static str,
         catch_up: bool,

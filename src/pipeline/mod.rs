@@ -8,5 +8,6 @@ pub mod listener;
 pub mod queue;
 pub mod resync;
 pub mod rooms;
+pub mod slots;
 pub mod source;
 pub mod worker;

@@ -1,9 +1,9 @@
 //! The set of rooms being synced, shared by the listener and the workers.
 //!
 //! The room supervisor refreshes it from the `rooms` table; the listener subscribes
-//! what it lists and records which mailboxes hold a live subscription (the coverage
-//! that readiness and the status line report), and workers skip a mailbox that is no
-//! longer in it.
+//! what it lists and records which mailboxes hold a live subscription or are polled
+//! for want of a streaming connection (the coverage that readiness and the status
+//! line report), and workers skip a mailbox that is no longer in it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
@@ -24,6 +24,8 @@ pub struct RoomDirectory {
 struct Subscriptions {
     /// Mailboxes with a live subscription.
     live: HashSet<MailboxAddress>,
+    /// Mailboxes kept in step by polling because no streaming connection was free.
+    polled: HashSet<MailboxAddress>,
     /// Mailboxes whose subscription was tried at least once (with either result).
     attempted: HashSet<MailboxAddress>,
     /// Whether the room list was read at least once.
@@ -61,21 +63,46 @@ impl RoomDirectory {
         subscriptions.attempted.insert(mailbox.clone());
         if live {
             subscriptions.live.insert(mailbox.clone());
+            subscriptions.polled.remove(mailbox);
+            metrics::gauge!(m::MAILBOXES_POLLED).set(subscriptions.polled.len() as f64);
         } else {
             subscriptions.live.remove(mailbox);
         }
         metrics::gauge!(m::SUBSCRIPTIONS_ACTIVE).set(subscriptions.live.len() as f64);
     }
 
-    /// Enabled rooms with a live subscription, and enabled rooms.
+    /// Records whether `mailbox` is kept in step by polling (no streaming connection
+    /// was free for its group); returns how many mailboxes are polled now.
+    pub fn set_polled(&self, mailbox: &MailboxAddress, polled: bool) -> usize {
+        let mut subscriptions = self.subscriptions();
+        subscriptions.attempted.insert(mailbox.clone());
+        if polled {
+            subscriptions.live.remove(mailbox);
+            subscriptions.polled.insert(mailbox.clone());
+        } else {
+            subscriptions.polled.remove(mailbox);
+        }
+        metrics::gauge!(m::SUBSCRIPTIONS_ACTIVE).set(subscriptions.live.len() as f64);
+        metrics::gauge!(m::MAILBOXES_POLLED).set(subscriptions.polled.len() as f64);
+        subscriptions.polled.len()
+    }
+
+    /// Mailboxes kept in step by polling now.
+    pub fn polled_count(&self) -> usize {
+        self.subscriptions().polled.len()
+    }
+
+    /// Enabled rooms covered by a live subscription or by polling, and enabled rooms.
     pub fn coverage(&self) -> (usize, usize) {
         let rooms = self.read();
         let subscriptions = self.subscriptions();
-        let live = rooms
+        let covered = rooms
             .keys()
-            .filter(|mailbox| subscriptions.live.contains(*mailbox))
+            .filter(|mailbox| {
+                subscriptions.live.contains(*mailbox) || subscriptions.polled.contains(*mailbox)
+            })
             .count();
-        (live, rooms.len())
+        (covered, rooms.len())
     }
 
     /// Whether the room list was read and every enabled room's subscription was tried

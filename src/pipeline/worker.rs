@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
-use crate::domain::{CalendarItem, ItemId, MailboxAddress, SyncChange, SyncState};
+use crate::domain::{CalendarItem, ItemId, MailboxAddress, OccurrenceRef, SyncChange, SyncState};
 use crate::health::{self, Heartbeat, Heartbeats};
 use crate::metrics as m;
 use crate::pipeline::queue::{Reason, WorkQueue};
@@ -25,8 +25,8 @@ use crate::pipeline::rooms::RoomDirectory;
 use crate::pipeline::source::{CalendarSource, SourceError};
 use crate::recurrence;
 use crate::store::{
-    ApplyOutcome, ChangeOrigin, InitialSync, ItemWrite, MailboxBatch, MeetingStatus, MeetingWrite,
-    PgStore, Room, StoreError,
+    ApplyOutcome, ChangeOrigin, ExceptionVersion, InitialSync, ItemWrite, MailboxBatch,
+    MeetingStatus, MeetingWrite, PgStore, Room, StoreError,
 };
 
 /// SyncFolderItems page size (the protocol maximum).
@@ -325,25 +325,44 @@ impl<S: CalendarSource> Workers<S> {
     }
 
     /// Fetches the modified occurrences of every series (for their own subjects).
+    ///
+    /// # Errors
+    ///
+    /// [`PassError::StaleRead`] when an exception came in another version than its
+    /// master lists (a lagging replica): writing it would keep an older exception
+    /// while the checkpoint moves past the newer one, so the pass is tried again.
     pub(crate) async fn fetch_exceptions(
         &self,
         mailbox: &MailboxAddress,
         items: &[CalendarItem],
         report: &mut PassReport,
     ) -> Result<HashMap<ItemId, CalendarItem>, PassError> {
-        let ids: Vec<ItemId> = items
+        let listed: Vec<&OccurrenceRef> = items
             .iter()
-            .flat_map(|item| item.modified_occurrences.iter().map(|o| o.item_id.clone()))
+            .flat_map(|item| item.modified_occurrences.iter())
             .collect();
-        if ids.is_empty() {
+        if listed.is_empty() {
             return Ok(HashMap::new());
         }
+        let ids: Vec<ItemId> = listed.iter().map(|o| o.item_id.clone()).collect();
         let fetched = self.fetch(mailbox, &ids, report).await?;
-        Ok(ids
-            .into_iter()
-            .zip(fetched)
-            .filter_map(|(id, item)| item.map(|item| (id, item)))
-            .collect())
+        let mut exceptions = HashMap::with_capacity(ids.len());
+        for (reference, item) in listed.into_iter().zip(fetched) {
+            let Some(item) = item else {
+                continue;
+            };
+            if reference
+                .change_key
+                .as_ref()
+                .is_some_and(|listed| *listed != item.change_key)
+            {
+                return Err(PassError::StaleRead {
+                    item_id: reference.item_id.clone(),
+                });
+            }
+            exceptions.insert(reference.item_id.clone(), item);
+        }
+        Ok(exceptions)
     }
 
     /// Decides what to do after a failed pass; returns when to try the mailbox again.
@@ -479,6 +498,10 @@ pub fn item_write(
                 is_all_day: item.is_all_day,
                 organizer_email: organizer.clone(),
                 status: exception.map_or(status, status_of),
+                exception: exception.map(|e| ExceptionVersion {
+                    change_key: e.change_key.clone(),
+                    last_modified: e.last_modified,
+                }),
             }
         })
         .collect();
@@ -510,6 +533,7 @@ fn first_occurrence_write(
             is_all_day: item.is_all_day,
             organizer_email: organizer_email(item),
             status: status_of(item),
+            exception: None,
         }],
     }
 }

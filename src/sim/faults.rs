@@ -96,11 +96,19 @@ pub enum Fault {
         /// Share of responses cut, 0..=1.
         rate: f64,
     },
-    /// A stale replica: a share of GetItem answers for singles and masters carry an
-    /// older version of the item (an earlier LastModifiedTime, another ChangeKey and
-    /// subject) than the change log listed.
+    /// A stale replica: a share of GetItem answers for singles, masters and
+    /// exceptions carry an older version of the item (an earlier LastModifiedTime,
+    /// another ChangeKey and subject) than the change log or the master's
+    /// ModifiedOccurrences listed.
     StaleReads {
         /// Share of items served stale, 0..=1.
+        rate: f64,
+    },
+    /// A stale replica for exceptions only: a share of GetItem answers for modified
+    /// occurrences carry an older version of the exception than its master's
+    /// ModifiedOccurrences lists, while singles and masters are current.
+    StaleExceptions {
+        /// Share of exceptions served stale, 0..=1.
         rate: f64,
     },
     /// A mailbox move: its subscriptions die with ErrorInvalidSubscription
@@ -132,6 +140,7 @@ impl Fault {
             Self::Latency { .. } => "latency",
             Self::TruncateResponses { .. } => "truncate_responses",
             Self::StaleReads { .. } => "stale_reads",
+            Self::StaleExceptions { .. } => "stale_exceptions",
             Self::MailboxMove { .. } => "mailbox_move",
         }
     }
@@ -185,6 +194,7 @@ struct State {
     latency: Option<(Duration, Vec<String>)>,
     truncate_rate: f64,
     stale_rate: f64,
+    stale_exception_rate: f64,
     moves: HashMap<MailboxAddress, Move>,
     injected: Vec<Fault>,
 }
@@ -254,6 +264,7 @@ impl Faults {
             }
             Fault::TruncateResponses { rate } => state.truncate_rate = *rate,
             Fault::StaleReads { rate } => state.stale_rate = *rate,
+            Fault::StaleExceptions { rate } => state.stale_exception_rate = *rate,
             Fault::MailboxMove { email, duration_s } => {
                 let length = duration_s.map_or(DEFAULT_MOVE_DURATION, Duration::from_secs);
                 state.moves.insert(
@@ -314,9 +325,16 @@ impl Faults {
         body[..cut].to_owned()
     }
 
-    /// Whether the next GetItem answer for one item is served from a stale replica.
-    pub fn stale_read(&self) -> bool {
-        let rate = lock(&self.state).stale_rate;
+    /// Whether the next GetItem answer for one item (an exception when `exception`)
+    /// is served from a stale replica.
+    pub fn stale_read(&self, exception: bool) -> bool {
+        let state = lock(&self.state);
+        let rate = if exception {
+            state.stale_rate.max(state.stale_exception_rate)
+        } else {
+            state.stale_rate
+        };
+        drop(state);
         rate > 0.0 && hit(rate)
     }
 

@@ -9,7 +9,7 @@
 //! [`LimitError::backoff`]. It never sees XML.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,6 +92,10 @@ pub struct RequestBudget {
 pub struct LimitsConfig {
     /// Open GetStreamingEvents connections per account.
     pub hanging_connection_limit: usize,
+    /// Count streams against the authenticated account, whatever mailbox the
+    /// connection impersonates (a service account without impersonation, or an
+    /// Exchange that charges the caller); `false` charges the impersonated mailbox.
+    pub connections_per_account: bool,
     /// Subscriptions per target mailbox.
     pub max_subscriptions_per_mailbox: usize,
     /// The per-account request budget; `None` means unlimited.
@@ -102,6 +106,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             hanging_connection_limit: DEFAULT_HANGING_CONNECTION_LIMIT,
+            connections_per_account: false,
             max_subscriptions_per_mailbox: DEFAULT_MAX_SUBSCRIPTIONS,
             request_budget: None,
         }
@@ -211,6 +216,7 @@ pub struct SubscribePlacement {
 pub struct ConnectionPermit {
     limits: Arc<Limits>,
     owner: String,
+    account: String,
 }
 
 impl Drop for ConnectionPermit {
@@ -218,6 +224,9 @@ impl Drop for ConnectionPermit {
         let mut state = lock(&self.limits.state);
         if let Some(count) = state.connections.get_mut(&self.owner) {
             *count = count.saturating_sub(1);
+        }
+        if let Some(streams) = state.accounts.get_mut(&self.account) {
+            streams.open = streams.open.saturating_sub(1);
         }
     }
 }
@@ -234,7 +243,16 @@ pub struct Limits {
 struct State {
     relocated: HashMap<MailboxAddress, BackendId>,
     connections: HashMap<String, usize>,
+    accounts: HashMap<String, AccountStreams>,
+    connection_refusals: u64,
     budgets: HashMap<String, Budget>,
+}
+
+/// Streams of one authenticated account, whatever mailboxes they impersonate.
+#[derive(Debug, Default)]
+struct AccountStreams {
+    open: usize,
+    peak: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -358,22 +376,38 @@ impl Limits {
         }
     }
 
-    /// Takes one of `owner`'s streaming connection slots.
+    /// Takes one of the streaming connection slots of `owner` (the impersonated
+    /// mailbox, or the account) for a stream opened by the authenticated `account`,
+    /// whose concurrent streams are counted for [`Limits::peak_streams`].
     ///
     /// # Errors
     ///
     /// [`LimitError::ExceededConnectionCount`] when every slot is taken.
-    pub fn open_stream(self: &Arc<Self>, owner: &str) -> Result<ConnectionPermit, LimitError> {
-        let limit = self.config().hanging_connection_limit;
+    pub fn open_stream(
+        self: &Arc<Self>,
+        owner: &str,
+        account: &str,
+    ) -> Result<ConnectionPermit, LimitError> {
+        let config = self.config();
+        let owner = if config.connections_per_account {
+            account
+        } else {
+            owner
+        };
         let mut state = lock(&self.state);
         let count = state.connections.entry(owner.to_owned()).or_insert(0);
-        if *count >= limit {
+        if *count >= config.hanging_connection_limit {
+            state.connection_refusals += 1;
             return Err(LimitError::ExceededConnectionCount);
         }
         *count += 1;
+        let streams = state.accounts.entry(account.to_owned()).or_default();
+        streams.open += 1;
+        streams.peak = streams.peak.max(streams.open);
         Ok(ConnectionPermit {
             limits: Arc::clone(self),
             owner: owner.to_owned(),
+            account: account.to_owned(),
         })
     }
 
@@ -384,6 +418,20 @@ impl Limits {
             .get(owner)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The most streams each authenticated account held open at once.
+    pub fn peak_streams(&self) -> BTreeMap<String, usize> {
+        lock(&self.state)
+            .accounts
+            .iter()
+            .map(|(account, streams)| (account.clone(), streams.peak))
+            .collect()
+    }
+
+    /// GetStreamingEvents requests refused with ErrorExceededConnectionCount.
+    pub fn connection_refusals(&self) -> u64 {
+        lock(&self.state).connection_refusals
     }
 
     /// Charges one request to `account`'s budget.
@@ -478,10 +526,10 @@ pub fn layer() -> Layer {
                     let owner = context
                         .mailbox
                         .as_ref()
-                        .map_or(account, ToString::to_string);
+                        .map_or_else(|| account.clone(), ToString::to_string);
                     let permit = state
                         .limits
-                        .open_stream(&owner)
+                        .open_stream(&owner, &account)
                         .map_err(|err| message_response("GetStreamingEvents", &err))?;
                     context.body_guard = Some(Arc::new(permit));
                 }
@@ -716,12 +764,35 @@ mod tests {
             DEFAULT_BACKENDS,
         ));
 
-        let permit = limits.open_stream("svc").expect("first stream");
-        let refused = limits.open_stream("svc").map(|_| ());
+        let permit = limits.open_stream("svc", "svc").expect("first stream");
+        let refused = limits.open_stream("svc", "svc").map(|_| ());
         drop(permit);
 
         assert_eq!(refused, Err(LimitError::ExceededConnectionCount));
-        assert!(limits.open_stream("svc").is_ok());
+        assert!(limits.open_stream("svc", "svc").is_ok());
+        assert_eq!(limits.connection_refusals(), 1);
+    }
+
+    #[test]
+    fn streams_count_per_impersonated_mailbox_unless_told_per_account() {
+        let config = |connections_per_account| LimitsConfig {
+            hanging_connection_limit: 1,
+            connections_per_account,
+            ..LimitsConfig::default()
+        };
+        let per_mailbox = Arc::new(Limits::new(config(false), DEFAULT_BACKENDS));
+        let per_account = Arc::new(Limits::new(config(true), DEFAULT_BACKENDS));
+
+        let a = per_mailbox.open_stream("room-a", "svc").expect("room a");
+        let b = per_mailbox.open_stream("room-b", "svc").expect("room b");
+        let c = per_account.open_stream("room-a", "svc").expect("room a");
+        let refused = per_account.open_stream("room-b", "svc").map(|_| ());
+        drop((a, b, c));
+
+        assert_eq!(refused, Err(LimitError::ExceededConnectionCount));
+        assert_eq!(per_mailbox.peak_streams().get("svc"), Some(&2));
+        assert_eq!(per_account.peak_streams().get("svc"), Some(&1));
+        assert_eq!(per_account.connection_refusals(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -238,9 +238,21 @@ pub struct StatsCounters {
     pub missed_reported: AtomicU64,
     /// SOAP requests by "operation/outcome".
     pub requests: Mutex<BTreeMap<String, u64>>,
+    /// GetItem answers served from a stale replica.
+    pub stale_reads_served: AtomicU64,
+    /// Of those, exceptions.
+    pub stale_exceptions_served: AtomicU64,
 }
 
 impl StatsCounters {
+    /// Counts one item served from a stale replica.
+    pub fn count_stale_read(&self, exception: bool) {
+        self.stale_reads_served.fetch_add(1, Ordering::Relaxed);
+        if exception {
+            self.stale_exceptions_served.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Counts one request of an operation with an outcome (`success`, `error`, `fault`).
     pub fn count_request(&self, operation: &str, outcome: &str) {
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
@@ -263,6 +275,13 @@ pub struct SimStats {
     pub subscriptions: usize,
     /// Open GetStreamingEvents streams.
     pub open_streams: usize,
+    /// The most GetStreamingEvents streams each authenticated account (`anonymous`
+    /// without authentication) held open at once.
+    #[serde(default)]
+    pub peak_streams_by_account: BTreeMap<String, usize>,
+    /// GetStreamingEvents requests refused with ErrorExceededConnectionCount.
+    #[serde(default)]
+    pub connection_refusals: u64,
     /// Events put on subscription queues.
     pub events_published: u64,
     /// Events written into streams.
@@ -273,6 +292,12 @@ pub struct SimStats {
     pub missed_reported: u64,
     /// SOAP requests by "operation/outcome".
     pub requests: BTreeMap<String, u64>,
+    /// GetItem answers served from a stale replica (the stale-read faults).
+    #[serde(default)]
+    pub stale_reads_served: u64,
+    /// Of those, exceptions.
+    #[serde(default)]
+    pub stale_exceptions_served: u64,
     /// Messages sent with CreateItem.
     pub messages_sent: usize,
     /// Push delivery counters.
@@ -596,6 +621,8 @@ impl SimControl {
             changes: counts.changes,
             subscriptions: self.state.subscriptions.len(),
             open_streams: self.state.subscriptions.open_streams(),
+            peak_streams_by_account: self.state.limits.peak_streams(),
+            connection_refusals: self.state.limits.connection_refusals(),
             events_published: stats.events_published.load(Ordering::Relaxed),
             events_streamed: stats.events_streamed.load(Ordering::Relaxed),
             stream_envelopes: stats.stream_envelopes.load(Ordering::Relaxed),
@@ -605,6 +632,8 @@ impl SimControl {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            stale_reads_served: stats.stale_reads_served.load(Ordering::Relaxed),
+            stale_exceptions_served: stats.stale_exceptions_served.load(Ordering::Relaxed),
             messages_sent: self.state.sent.len(),
             push: self.state.push.stats(),
             faults: self

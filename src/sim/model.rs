@@ -116,13 +116,16 @@ pub struct PersonEntry {
     pub response: ResponseType,
 }
 
-/// A modified instance of a series.
+/// A modified instance of a series. It is an item of its own with its own version:
+/// the master's version when the exception was last changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ExceptionData {
     subject: String,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     location: Option<String>,
+    version: u32,
+    last_modified: DateTime<Utc>,
 }
 
 /// A calendar item: a single meeting or a recurring master.
@@ -252,6 +255,8 @@ pub struct ItemSnapshot {
 pub struct OccurrenceInfo {
     /// Occurrence item id.
     pub item_id: String,
+    /// The exception's change key, for modified occurrences.
+    pub change_key: Option<String>,
     /// Start.
     pub start: DateTime<Utc>,
     /// End.
@@ -768,6 +773,15 @@ impl Model {
             }
         }
         let batch = self.touch(index, key, now, duplicate);
+        if let Some(original) = patch.occurrence_start {
+            if let Some(entry) = self.mailboxes[index].items.get_mut(&key) {
+                let (version, last_modified) = (entry.version, entry.last_modified);
+                if let Some(exception) = entry.exceptions.get_mut(&original) {
+                    exception.version = version;
+                    exception.last_modified = last_modified;
+                }
+            }
+        }
         Ok((self.reference(index, key), batch))
     }
 
@@ -792,12 +806,17 @@ impl Model {
                 start: instance.start,
                 end: instance.end,
                 location: entry.location.clone(),
+                version: entry.version,
+                last_modified: entry.last_modified,
             });
+        // `touch` stamps the exception with the master's new version afterwards.
         let exception = ExceptionData {
             subject: patch.subject.clone().unwrap_or(current.subject),
             start: patch.start.unwrap_or(current.start),
             end: patch.end.unwrap_or(current.end),
             location: patch.location.clone().or(current.location),
+            version: current.version,
+            last_modified: current.last_modified,
         };
         if exception.end < exception.start {
             return Err(SimError::Invalid("end is before start".into()));

@@ -32,6 +32,19 @@ pub struct MeetingWrite {
     pub organizer_email: Option<String>,
     /// Confirmed, or cancelled by the organizer.
     pub status: MeetingStatus,
+    /// The version of the modified occurrence (exception) the row's subject and
+    /// status come from; `None` for a single meeting or an unmodified occurrence.
+    pub exception: Option<ExceptionVersion>,
+}
+
+/// The version of an exception (a modified occurrence), which Exchange stamps apart
+/// from its series master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExceptionVersion {
+    /// Change key of the exception version fetched.
+    pub change_key: ChangeKey,
+    /// Last-modified time of the exception version fetched.
+    pub last_modified: DateTime<Utc>,
 }
 
 /// The whole current truth of one Exchange item (a single or a series) inside `window`.
@@ -125,6 +138,8 @@ struct MeetingColumns<'a> {
     item_id: Vec<&'a str>,
     change_key: Vec<&'a str>,
     last_modified: Vec<DateTime<Utc>>,
+    exception_change_key: Vec<Option<&'a str>>,
+    exception_last_modified: Vec<Option<DateTime<Utc>>>,
 }
 
 /// Column arrays describing the live items of a batch, for cancelling what they lost.
@@ -161,7 +176,10 @@ const FIND_TOMBSTONES: &str = "\
 
 /// The batch upsert. Rows owned by the booking system keep their content and only get
 /// their Exchange link columns. The guard lets a version in only when it is newer, or
-/// equally old with a different change key. The final SELECT reads the snapshot taken
+/// equally old with a different change key. An exception row carries two versions,
+/// its master's and its own: it is never overwritten by an older exception (whatever
+/// the master's version), and a newer exception under the same master version is
+/// let in. The final SELECT reads the snapshot taken
 /// before the INSERT, so for rows the guard refused it sees the stored change key.
 /// Row keys are compared with `=` (null occurrences apart, or mapped to `-infinity`)
 /// rather than `IS NOT DISTINCT FROM`, which no index or hash can use, and exclusions
@@ -171,17 +189,19 @@ const UPSERT_MEETINGS: &str = "\
     WITH input AS ( \
         SELECT * FROM unnest($2::text[], $3::timestamptz[], $4::text[], $5::timestamptz[], \
             $6::timestamptz[], $7::bool[], $8::text[], $9::text[], $10::text[], $11::text[], \
-            $12::timestamptz[]) \
+            $12::timestamptz[], $13::text[], $14::timestamptz[]) \
         AS t(uid, occurrence_start, subject, starts_at, ends_at, is_all_day, \
-            organizer_email, status, item_id, change_key, last_modified) \
+            organizer_email, status, item_id, change_key, last_modified, \
+            exception_change_key, exception_last_modified) \
     ), written AS ( \
         INSERT INTO meetings AS m (room_id, exchange_uid, occurrence_start, subject, \
             starts_at, ends_at, is_all_day, organizer_email, organizer_user_id, status, \
             source, exchange_item_id, exchange_change_key, exchange_last_modified, \
-            fetched_at, updated_at) \
+            exception_change_key, exception_last_modified, fetched_at, updated_at) \
         SELECT $1, i.uid, i.occurrence_start, i.subject, i.starts_at, i.ends_at, \
             i.is_all_day, i.organizer_email, u.id, i.status, 'exchange', i.item_id, \
-            i.change_key, i.last_modified, now(), now() \
+            i.change_key, i.last_modified, i.exception_change_key, \
+            i.exception_last_modified, now(), now() \
         FROM input i LEFT JOIN users u ON lower(u.email) = lower(i.organizer_email) \
         ON CONFLICT ON CONSTRAINT meetings_occurrence_key DO UPDATE SET \
             subject = CASE WHEN m.source = 'exchange' THEN EXCLUDED.subject ELSE m.subject END, \
@@ -198,12 +218,24 @@ const UPSERT_MEETINGS: &str = "\
             exchange_item_id = EXCLUDED.exchange_item_id, \
             exchange_change_key = EXCLUDED.exchange_change_key, \
             exchange_last_modified = EXCLUDED.exchange_last_modified, \
+            exception_change_key = EXCLUDED.exception_change_key, \
+            exception_last_modified = EXCLUDED.exception_last_modified, \
             fetched_at = now(), \
             updated_at = now() \
-        WHERE m.exchange_last_modified IS NULL \
-           OR m.exchange_last_modified < EXCLUDED.exchange_last_modified \
+        WHERE ((m.exchange_last_modified IS NULL \
+                OR m.exchange_last_modified < EXCLUDED.exchange_last_modified \
+                OR (m.exchange_last_modified = EXCLUDED.exchange_last_modified \
+                    AND m.exchange_change_key IS DISTINCT FROM EXCLUDED.exchange_change_key)) \
+               AND NOT coalesce(EXCLUDED.exception_last_modified < m.exception_last_modified, \
+                   false)) \
            OR (m.exchange_last_modified = EXCLUDED.exchange_last_modified \
-               AND m.exchange_change_key IS DISTINCT FROM EXCLUDED.exchange_change_key) \
+               AND m.exchange_change_key = EXCLUDED.exchange_change_key \
+               AND EXCLUDED.exception_last_modified IS NOT NULL \
+               AND (m.exception_last_modified IS NULL \
+                    OR m.exception_last_modified < EXCLUDED.exception_last_modified \
+                    OR (m.exception_last_modified = EXCLUDED.exception_last_modified \
+                        AND m.exception_change_key IS DISTINCT FROM \
+                            EXCLUDED.exception_change_key))) \
         RETURNING (xmax = 0) AS inserted, exchange_uid, occurrence_start \
     ) \
     SELECT \
@@ -211,15 +243,16 @@ const UPSERT_MEETINGS: &str = "\
         (SELECT count(*) FROM written WHERE NOT inserted), \
         (SELECT count(*) FROM input i \
          CROSS JOIN LATERAL ( \
-             SELECT s.exchange_change_key FROM meetings s \
+             SELECT s.exchange_change_key, s.exception_change_key FROM meetings s \
              WHERE s.room_id = $1 AND s.exchange_uid = i.uid \
                AND s.occurrence_start = i.occurrence_start \
              UNION ALL \
-             SELECT s.exchange_change_key FROM meetings s \
+             SELECT s.exchange_change_key, s.exception_change_key FROM meetings s \
              WHERE i.occurrence_start IS NULL AND s.room_id = $1 \
                AND s.exchange_uid = i.uid AND s.occurrence_start IS NULL \
          ) stored \
          WHERE stored.exchange_change_key = i.change_key \
+           AND stored.exception_change_key IS NOT DISTINCT FROM i.exception_change_key \
            AND (i.uid, coalesce(i.occurrence_start, '-infinity')) NOT IN ( \
                SELECT w.exchange_uid, coalesce(w.occurrence_start, '-infinity') \
                FROM written w))";
@@ -509,6 +542,8 @@ async fn upsert_meetings(
                 &columns.item_id,
                 &columns.change_key,
                 &columns.last_modified,
+                &columns.exception_change_key,
+                &columns.exception_last_modified,
             ],
         )
         .await?;
@@ -609,6 +644,18 @@ fn meeting_columns<'a>(items: &[&'a ItemWrite]) -> (MeetingColumns<'a>, u64) {
         columns.item_id.push(item.item_id.as_str());
         columns.change_key.push(item.change_key.as_str());
         columns.last_modified.push(item.last_modified);
+        columns.exception_change_key.push(
+            meeting
+                .exception
+                .as_ref()
+                .map(|exception| exception.change_key.as_str()),
+        );
+        columns.exception_last_modified.push(
+            meeting
+                .exception
+                .as_ref()
+                .map(|exception| exception.last_modified),
+        );
     }
     (columns, superseded)
 }

@@ -64,6 +64,16 @@ const MIGRATIONS: &[Migration] = &[
         name: "V6__plan_issue_scope",
         sql: include_str!("../../schema/V6__plan_issue_scope.sql"),
     },
+    Migration {
+        version: 7,
+        name: "V7__polled_rooms",
+        sql: include_str!("../../schema/V7__polled_rooms.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "V8__exception_versions",
+        sql: include_str!("../../schema/V8__exception_versions.sql"),
+    },
 ];
 
 /// Serialises concurrent `migrate` runs (any fixed 64-bit number would do).

@@ -39,7 +39,9 @@ use tokio_postgres::NoTls;
 use crate::config::DatabaseConfig;
 use crate::domain::{ChangeKey, ItemId, MailboxAddress};
 
-pub use apply::{ApplyOutcome, ChangeOrigin, ItemWrite, MailboxBatch, MeetingWrite};
+pub use apply::{
+    ApplyOutcome, ChangeOrigin, ExceptionVersion, ItemWrite, MailboxBatch, MeetingWrite,
+};
 pub use audit::{AuditEntry, AuditFilter};
 pub use effects::IssueRouting;
 pub use error::{BoxError, StoreError};

@@ -17,6 +17,8 @@ pub struct RoomStatus {
     pub has_sync_state: bool,
     /// The current notification subscription.
     pub subscription_id: Option<SubscriptionId>,
+    /// Since when the room is polled for want of a streaming connection slot.
+    pub polled_since: Option<DateTime<Utc>>,
     /// When a notification for the room was last seen.
     pub last_event_at: Option<DateTime<Utc>>,
     /// When a batch for the room was last written.
@@ -201,12 +203,46 @@ impl PgStore {
             INSERT INTO mailbox_sync (room_id, subscription_id) \
             SELECT id, $2 FROM rooms WHERE id = $1 \
             ON CONFLICT (room_id) DO UPDATE \
-            SET subscription_id = EXCLUDED.subscription_id, updated_at = now()";
+            SET subscription_id = EXCLUDED.subscription_id, \
+                polled_since = CASE WHEN EXCLUDED.subscription_id IS NULL \
+                    THEN mailbox_sync.polled_since END, \
+                updated_at = now()";
         let id = id.map(SubscriptionId::as_str);
         let count = self
             .retrying(|client, _| async move { Ok(client.execute(SQL, &[&room.0, &id]).await?) })
             .await?;
         found(count, room)
+    }
+
+    /// Records which rooms are polled (`true`: their group found no streaming
+    /// connection slot) and which stream again. A polled room holds no subscription.
+    /// Unknown rooms are ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] or [`StoreError::Database`].
+    pub async fn record_polled(&self, rooms: &[(RoomId, bool)]) -> Result<(), StoreError> {
+        const SQL: &str = "\
+            INSERT INTO mailbox_sync (room_id, polled_since) \
+            SELECT changed.room_id, CASE WHEN changed.polled THEN now() END \
+            FROM unnest($1::bigint[], $2::bool[]) AS changed(room_id, polled) \
+            JOIN rooms ON rooms.id = changed.room_id \
+            ORDER BY changed.room_id \
+            ON CONFLICT (room_id) DO UPDATE \
+            SET polled_since = CASE WHEN EXCLUDED.polled_since IS NULL THEN NULL \
+                    ELSE coalesce(mailbox_sync.polled_since, EXCLUDED.polled_since) END, \
+                subscription_id = CASE WHEN EXCLUDED.polled_since IS NULL \
+                    THEN mailbox_sync.subscription_id END, \
+                updated_at = now()";
+        if rooms.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = rooms.iter().map(|(room, _)| room.0).collect();
+        let polled: Vec<bool> = rooms.iter().map(|(_, polled)| *polled).collect();
+        let (ids, polled) = (&ids, &polled);
+        self.retrying(|client, _| async move { Ok(client.execute(SQL, &[ids, polled]).await?) })
+            .await?;
+        Ok(())
     }
 
     /// Records when notifications were last seen, for many rooms in one statement.
@@ -328,7 +364,8 @@ impl PgStore {
                 s.last_full_resync_at, coalesce(s.drift_repaired, 0), \
                 (SELECT count(*) FROM meetings m \
                  WHERE m.room_id = r.id AND m.status = 'confirmed' \
-                   AND m.organizer_email IS NOT NULL AND m.organizer_user_id IS NULL) \
+                   AND m.organizer_email IS NOT NULL AND m.organizer_user_id IS NULL), \
+                s.polled_since \
             FROM rooms r LEFT JOIN mailbox_sync s ON s.room_id = r.id \
             ORDER BY r.id";
         let rows = self
@@ -357,6 +394,7 @@ impl PgStore {
                     last_full_resync_at: row.try_get(15)?,
                     drift_repaired: row.try_get(16)?,
                     unknown_organizers: row.try_get(17)?,
+                    polled_since: row.try_get(18)?,
                 })
             })
             .collect::<Result<_, tokio_postgres::Error>>()

@@ -27,6 +27,7 @@ fn meeting(
         is_all_day: false,
         organizer_email: Some("Organizer@Example.com".to_owned()),
         status: MeetingStatus::Confirmed,
+        exception: None,
     }
 }
 
@@ -104,7 +105,9 @@ async fn migrating_twice_applies_everything_once() {
             "V3__resync_notes",
             "V4__services_issues_audit",
             "V5__digest_claims",
-            "V6__plan_issue_scope"
+            "V6__plan_issue_scope",
+            "V7__polled_rooms",
+            "V8__exception_versions"
         ]
     );
     assert!(second.is_empty(), "{second:?}");
@@ -131,10 +134,12 @@ async fn an_empty_database_is_outdated_and_refused() {
                 "V4__services_issues_audit".to_owned(),
                 "V5__digest_claims".to_owned(),
                 "V6__plan_issue_scope".to_owned(),
+                "V7__polled_rooms".to_owned(),
+                "V8__exception_versions".to_owned(),
             ]
         }
     );
-    assert!(matches!(required, Err(StoreError::SchemaOutdated { pending }) if pending.len() == 6));
+    assert!(matches!(required, Err(StoreError::SchemaOutdated { pending }) if pending.len() == 8));
 }
 
 #[tokio::test]
@@ -291,6 +296,143 @@ async fn an_equal_timestamp_with_another_change_key_is_written() {
         }
     );
     assert_eq!(only_meeting(&db, room).await.subject, "Same second");
+}
+
+/// A series (`series_ck` at `series_modified`) whose one occurrence on day 1 is an
+/// exception titled `subject`, in version (`exception_ck`, `exception_modified`).
+fn series_with_exception(
+    series_ck: &str,
+    series_modified: i64,
+    exception_ck: &str,
+    exception_modified: i64,
+    subject: &str,
+) -> ItemWrite {
+    let mut item = series("s", series_ck, series_modified, &[1]);
+    item.meetings[0].subject = subject.to_owned();
+    item.meetings[0].exception = Some(ExceptionVersion {
+        change_key: ChangeKey::from(exception_ck),
+        last_modified: at(exception_modified),
+    });
+    item
+}
+
+#[tokio::test]
+async fn an_older_exception_never_overwrites_a_newer_one_whatever_its_master() {
+    let db = TestDb::migrated().await;
+    let room = room(&db).await;
+    db.store
+        .apply(&batch(
+            room,
+            vec![series_with_exception(
+                "m2",
+                4,
+                "e2",
+                4,
+                "Moved to the boardroom",
+            )],
+        ))
+        .await
+        .expect("newer exception");
+
+    // A lagging replica: the same master with the exception's older version, and
+    // then a newer master that still carries the older exception.
+    let same_master = db
+        .store
+        .apply(&batch(
+            room,
+            vec![series_with_exception("m2", 4, "e1", 2, "Stand-up (old)")],
+        ))
+        .await
+        .expect("older exception, same master");
+    let newer_master = db
+        .store
+        .apply(&batch(
+            room,
+            vec![series_with_exception("m3", 6, "e1", 2, "Stand-up (old)")],
+        ))
+        .await
+        .expect("older exception, newer master");
+
+    let skipped = ApplyOutcome {
+        stale_skipped: 1,
+        ..ApplyOutcome::default()
+    };
+    assert_eq!((same_master, newer_master), (skipped, skipped));
+    let row = only_meeting(&db, room).await;
+    assert_eq!(row.subject, "Moved to the boardroom");
+    assert_eq!(row.exchange_change_key, Some(ChangeKey::from("m2")));
+}
+
+#[tokio::test]
+async fn a_newer_exception_is_written_even_under_the_same_master_version() {
+    let db = TestDb::migrated().await;
+    let room = room(&db).await;
+    db.store
+        .apply(&batch(
+            room,
+            vec![series_with_exception("m1", 2, "e1", 2, "First title")],
+        ))
+        .await
+        .expect("first exception");
+
+    let same_second = db
+        .store
+        .apply(&batch(
+            room,
+            vec![series_with_exception("m1", 2, "e1b", 2, "Same second")],
+        ))
+        .await
+        .expect("same time, other change key");
+    let replay = db
+        .store
+        .apply(&batch(
+            room,
+            vec![series_with_exception("m1", 2, "e1b", 2, "Same second")],
+        ))
+        .await
+        .expect("replay");
+    let later = db
+        .store
+        .apply(&batch(
+            room,
+            vec![series_with_exception("m1", 2, "e2", 3, "Later title")],
+        ))
+        .await
+        .expect("newer exception");
+
+    let updated = ApplyOutcome {
+        updated: 1,
+        ..ApplyOutcome::default()
+    };
+    let unchanged = ApplyOutcome {
+        unchanged: 1,
+        ..ApplyOutcome::default()
+    };
+    assert_eq!((same_second, replay, later), (updated, unchanged, updated));
+    assert_eq!(only_meeting(&db, room).await.subject, "Later title");
+}
+
+#[tokio::test]
+async fn a_newer_master_without_the_exception_still_replaces_it() {
+    let db = TestDb::migrated().await;
+    let room = room(&db).await;
+    db.store
+        .apply(&batch(
+            room,
+            vec![series_with_exception("m1", 2, "e1", 3, "Exception")],
+        ))
+        .await
+        .expect("exception");
+
+    // The organizer reset the occurrence: the newer master lists no exception.
+    let outcome = db
+        .store
+        .apply(&batch(room, vec![series("s", "m2", 5, &[1])]))
+        .await
+        .expect("reset occurrence");
+
+    assert_eq!(outcome.updated, 1, "{outcome:?}");
+    assert_eq!(only_meeting(&db, room).await.subject, "Stand-up");
 }
 
 #[tokio::test]
@@ -833,7 +975,9 @@ async fn concurrent_migrations_apply_each_migration_once() {
             "V3__resync_notes",
             "V4__services_issues_audit",
             "V5__digest_claims",
-            "V6__plan_issue_scope"
+            "V6__plan_issue_scope",
+            "V7__polled_rooms",
+            "V8__exception_versions"
         ]
     );
 }
@@ -893,6 +1037,35 @@ async fn room_statuses_show_every_room_with_its_notes() {
     assert_eq!(on.last_error, None);
     assert!(on.last_error_at.is_some());
     assert!(!statuses[1].sync_enabled && !statuses[1].has_sync_state);
+}
+
+#[tokio::test]
+async fn a_polled_room_shows_no_subscription_until_it_streams_again() {
+    let db = TestDb::migrated().await;
+    let room = room(&db).await;
+    db.store
+        .record_subscription(room, Some(&SubscriptionId::from("sub-1")))
+        .await
+        .expect("subscribed");
+
+    db.store
+        .record_polled(&[(room, true), (RoomId(999), true)])
+        .await
+        .expect("polled");
+    let polled = db.store.room_statuses().await.expect("statuses");
+    db.store
+        .record_subscription(room, Some(&SubscriptionId::from("sub-2")))
+        .await
+        .expect("subscribed again");
+    let streamed = db.store.room_statuses().await.expect("statuses");
+
+    assert!(polled[0].polled_since.is_some());
+    assert_eq!(polled[0].subscription_id, None);
+    assert_eq!(streamed[0].polled_since, None);
+    assert_eq!(
+        streamed[0].subscription_id,
+        Some(SubscriptionId::from("sub-2"))
+    );
 }
 
 #[tokio::test]

@@ -476,4 +476,27 @@ async fn row15_an_older_version_from_a_lagging_replica_is_never_kept() {
         ) > 0.0,
         "older versions were refused"
     );
+    let stats = row.app.control.stats();
+    assert!(stats.stale_reads_served > 0, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row15e_an_older_exception_from_a_lagging_replica_is_never_kept() {
+    let mut row = FaultRow::start("15e", RowOptions::default()).await;
+
+    // Masters and singles are current; half of the exceptions come in an older
+    // version than their master's ModifiedOccurrences lists.
+    row.app
+        .control
+        .inject_fault(Fault::StaleExceptions { rate: 0.5 });
+    let workload = row.workload();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = row.finish(workload).await;
+
+    report.assert_passed();
+    let stats = row.app.control.stats();
+    assert!(
+        stats.stale_exceptions_served > 0,
+        "the replica served stale exceptions: {stats:?}"
+    );
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use booking_sync::domain::MailboxAddress;
+use booking_sync::sim::limits::LimitsConfig;
 use booking_sync::sim::{
     AppointmentPatch, DeleteMode, MailboxKind, NewAppointment, NewMailbox, Workload, WorkloadMix,
 };
@@ -396,4 +397,173 @@ async fn duplicated_and_replayed_events_change_nothing() {
     assert!(result.converged(), "{result:?}");
     let after = rows_for(&app, room, &created.uid).await;
     assert_eq!(before, after, "a replay rewrote the row");
+}
+
+/// Rooms in groups of two, and the simulator counting streams per account.
+fn capped_options(rooms: usize, sim_cap: usize) -> TestOptions {
+    TestOptions {
+        rooms,
+        users: 10,
+        sim_limits: LimitsConfig {
+            hanging_connection_limit: sim_cap,
+            connections_per_account: true,
+            ..LimitsConfig::default()
+        },
+        ..TestOptions::default()
+    }
+}
+
+async fn run_workload_over_every_room(app: &TestApp, seed: u64) {
+    let report = app
+        .control
+        .run_workload(Workload {
+            changes: 400,
+            rate_per_sec: 0.0,
+            seed,
+            mix: WorkloadMix::default(),
+            wait: true,
+        })
+        .await
+        .expect("workload runs");
+    assert_eq!(report.changes, 400, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_groups_over_two_connection_slots_hold_two_streams_and_poll_the_rest() {
+    let mut app = TestApp::prepare(capped_options(10, 2)).await;
+    app.config.subscriptions.group_size = 2;
+    app.config.subscriptions.max_streaming_connections = 2;
+    app.config.subscriptions.poll_interval = Duration::from_millis(500);
+    app.start().await;
+
+    run_workload_over_every_room(&app, 23).await;
+    let result = app.wait_converged(Duration::from_secs(60)).await;
+
+    assert!(result.converged(), "{result:?}");
+    assert!(result.expected > 0);
+    let stats = app.control.stats();
+    let peak = stats
+        .peak_streams_by_account
+        .values()
+        .copied()
+        .max()
+        .unwrap_or(0);
+    assert_eq!(peak, 2, "{:?}", stats.peak_streams_by_account);
+    assert_eq!(
+        stats.connection_refusals, 0,
+        "the service never asked for a third connection"
+    );
+    let service = app.service.as_ref().expect("running");
+    assert_eq!(service.rooms.polled_count(), 6, "three groups of two poll");
+    let statuses = app.store.room_statuses().await.expect("statuses");
+    let polled = statuses
+        .iter()
+        .filter(|status| status.polled_since.is_some())
+        .count();
+    let streamed = statuses
+        .iter()
+        .filter(|status| status.subscription_id.is_some())
+        .count();
+    assert_eq!((polled, streamed), (6, 4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchange_cap_below_the_configured_one_lowers_ours_and_still_converges() {
+    let mut app = TestApp::prepare(capped_options(8, 1)).await;
+    app.config.subscriptions.group_size = 2;
+    app.config.subscriptions.max_streaming_connections = 4;
+    app.config.subscriptions.poll_interval = Duration::from_millis(500);
+    app.start().await;
+
+    run_workload_over_every_room(&app, 29).await;
+    let result = app.wait_converged(Duration::from_secs(60)).await;
+
+    assert!(result.converged(), "{result:?}");
+    assert!(result.expected > 0);
+    let stats = app.control.stats();
+    assert!(
+        (1..=3).contains(&stats.connection_refusals),
+        "Exchange refused the groups beyond its own cap once each, with no retry loop: {}",
+        stats.connection_refusals
+    );
+    assert!(
+        stats
+            .peak_streams_by_account
+            .values()
+            .all(|peak| *peak <= 1),
+        "{:?}",
+        stats.peak_streams_by_account
+    );
+    let service = app.service.as_ref().expect("running");
+    assert_eq!(
+        service.rooms.polled_count(),
+        6,
+        "the groups Exchange refused poll"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freed_connection_slot_goes_to_a_polled_group() {
+    let mut app = TestApp::prepare(TestOptions {
+        rooms: 6,
+        ..TestOptions::default()
+    })
+    .await;
+    app.config.subscriptions.group_size = 2;
+    app.config.subscriptions.max_streaming_connections = 2;
+    app.config.subscriptions.poll_interval = Duration::from_millis(300);
+    app.start().await;
+    let service = app.service.as_ref().expect("running");
+    assert_eq!(service.rooms.polled_count(), 2, "one group of two polls");
+    let statuses = app.store.room_statuses().await.expect("statuses");
+    let streamed: Vec<MailboxAddress> = statuses
+        .iter()
+        .filter(|status| status.subscription_id.is_some())
+        .map(|status| status.room.email.clone())
+        .collect();
+    assert_eq!(streamed.len(), 4);
+
+    // Groups are filled in address order, so the first streamed room and its
+    // neighbour share a group: disabling both frees that group's slot.
+    let first = streamed[0].as_str();
+    let number: usize = first["room-".len()..first.find('@').expect("an address")]
+        .parse()
+        .expect("a room number");
+    let partner = if number % 2 == 1 {
+        number + 1
+    } else {
+        number - 1
+    };
+    for room in [number, partner] {
+        let email = MailboxAddress::new(&format!("room-{room:03}@contoso.example"));
+        assert!(app
+            .store
+            .set_room_sync_enabled(&email, false)
+            .await
+            .expect("room disabled"));
+    }
+    let started = tokio::time::Instant::now();
+    while (service.rooms.polled_count() > 0 || app.control.stats().subscriptions != 4)
+        && started.elapsed() < CONVERGE
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert_eq!(
+        service.rooms.polled_count(),
+        0,
+        "the polled group streams now"
+    );
+    assert_eq!(app.control.stats().subscriptions, 4);
+    let stats = app.control.stats();
+    assert!(
+        stats
+            .peak_streams_by_account
+            .values()
+            .all(|peak| *peak <= 2),
+        "{:?}",
+        stats.peak_streams_by_account
+    );
+    let statuses = app.store.room_statuses().await.expect("statuses");
+    assert!(statuses.iter().all(|status| status.polled_since.is_none()));
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use booking_sync::domain::MailboxAddress;
 use booking_sync::sim::faults::Fault;
 use booking_sync::sim::limits::{LimitsConfig, RequestBudget};
-use booking_sync::sim::{DeleteMode, SimConfig, SimHandle};
+use booking_sync::sim::{DeleteMode, SimConfig, SimControl, SimHandle};
 
 use crate::sim_extras::client::{self, between, Ews};
 use crate::sim_extras::{
@@ -141,6 +141,60 @@ async fn exercise_calendar_operations(simulator: &SimHandle, ews: &Ews, bodies: 
         "<m:FindItem Traversal=\"Shallow\"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape>\
          <m:CalendarView StartDate=\"2026-01-01T00:00:00Z\" EndDate=\"2030-01-01T00:00:00Z\"/>\
          <m:ParentFolderIds><t:DistinguishedFolderId Id=\"calendar\"/></m:ParentFolderIds></m:FindItem>",
+    )
+    .await;
+    exercise_exception(&control, ews, bodies).await;
+}
+
+/// A series with an exception: the master lists it (with its change key), and the
+/// exception itself is fetched.
+async fn exercise_exception(control: &SimControl, ews: &Ews, bodies: &mut Bodies) {
+    let mut series = appointment("Schema series with exception", 15);
+    series.recurrence = Some(booking_sync::recurrence::Recurrence {
+        pattern: booking_sync::recurrence::Pattern::Daily { interval: 1 },
+        start_date: series.start.date_naive(),
+        end: booking_sync::recurrence::RangeEnd::Numbered { count: 3 },
+    });
+    let second = series.start + chrono::Duration::days(1);
+    let master = control.create_appointment(ROOM, series).expect("series");
+    control
+        .update_appointment(
+            ROOM,
+            &master.uid,
+            booking_sync::sim::AppointmentPatch {
+                subject: Some("Schema exception".to_owned()),
+                occurrence_start: Some(second),
+                ..Default::default()
+            },
+        )
+        .expect("exception");
+    let listed = call(
+        ews,
+        bodies,
+        Some(ROOM),
+        &format!(
+            "<m:GetItem>{ITEM_SHAPE}<m:ItemIds><t:ItemId Id=\"{}\"/></m:ItemIds></m:GetItem>",
+            master.item_id
+        ),
+    )
+    .await;
+    let occurrence = between(
+        &listed,
+        "<t:ModifiedOccurrences><t:Occurrence><t:ItemId Id=\"",
+        "\"",
+    )
+    .expect("the master lists its exception");
+    assert!(
+        listed.contains(&format!("<t:ItemId Id=\"{occurrence}\" ChangeKey=\"")),
+        "{listed}"
+    );
+    call(
+        ews,
+        bodies,
+        Some(ROOM),
+        &format!(
+            "<m:GetItem>{ITEM_SHAPE}<m:ItemIds><t:ItemId Id=\"{occurrence}\"/></m:ItemIds></m:GetItem>"
+        ),
     )
     .await;
 }
@@ -417,6 +471,7 @@ async fn budget_and_limit_answers_are_valid_against_the_exchange_schema() {
         limits: LimitsConfig {
             hanging_connection_limit: 0,
             max_subscriptions_per_mailbox: 1,
+            connections_per_account: false,
             request_budget: Some(RequestBudget {
                 requests: 4,
                 window: Duration::from_secs(60),

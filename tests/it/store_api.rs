@@ -108,6 +108,7 @@ async fn a_room_is_synced_end_to_end_through_the_public_api() {
                 is_all_day: false,
                 organizer_email: Some("chair@example.com".to_owned()),
                 status: MeetingStatus::Confirmed,
+                exception: None,
             }],
         }],
         removed_items: Vec::new(),

@@ -200,8 +200,10 @@ fn modified_occurrences(item: &Element) -> Result<Vec<OccurrenceRef>, String> {
     };
     list.children_named(Ns::Types, OCCURRENCE)
         .map(|occurrence| {
+            let (id, change_key) = item_id(occurrence)?;
             Ok(OccurrenceRef {
-                item_id: item_id(occurrence)?.0,
+                item_id: id,
+                change_key: (!change_key.as_str().is_empty()).then_some(change_key),
                 start: required_datetime(occurrence, START)?,
                 end: required_datetime(occurrence, END)?,
                 original_start: required_datetime(occurrence, ORIGINAL_START)?,

@@ -115,6 +115,7 @@ fn concerns_whole_request(err: &EwsError) -> bool {
     matches!(
         err,
         EwsError::Throttled { .. }
+            | EwsError::ConnectionLimit
             | EwsError::MailboxUnavailable { .. }
             | EwsError::MailboxNotFound
             | EwsError::Timeout

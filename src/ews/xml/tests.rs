@@ -298,6 +298,7 @@ fn recurring_masters_carry_every_pattern_and_range_kind() {
         items[0].modified_occurrences,
         vec![OccurrenceRef {
             item_id: ItemId::from("OCC1"),
+            change_key: Some(ChangeKey::from("CK1")),
             start: at("2026-03-04T10:00:00Z"),
             end: at("2026-03-04T11:00:00Z"),
             original_start: at("2026-03-04T09:00:00Z"),

@@ -108,6 +108,22 @@ impl IdMint {
         BASE64.encode(bytes)
     }
 
+    /// The change key of the exception of series `key` at `original_start` (Unix
+    /// seconds) in `version`: another key than the master's at the same version.
+    pub(super) fn exception_change_key(
+        &self,
+        key: u64,
+        original_start: i64,
+        version: u32,
+    ) -> String {
+        let mut bytes = Vec::with_capacity(28);
+        bytes.extend_from_slice(b"EwAAABYA");
+        bytes.extend_from_slice(&key.to_be_bytes());
+        bytes.extend_from_slice(&original_start.to_be_bytes());
+        bytes.extend_from_slice(&version.to_be_bytes());
+        BASE64.encode(bytes)
+    }
+
     /// An Outlook-style UID (hex of a global object id) for the item with this key.
     pub(super) fn uid(&self, key: u64) -> String {
         let mut data = Vec::with_capacity(56);

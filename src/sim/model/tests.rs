@@ -403,3 +403,60 @@ fn relative_patterns_pick_the_indexed_day_of_the_month() {
         ]
     );
 }
+
+#[test]
+fn an_exception_keeps_its_own_version_when_the_master_changes_later() {
+    let mut model = model();
+    let daily = rule(
+        Pattern::Daily { interval: 1 },
+        "2030-05-01",
+        RangeEnd::Numbered { count: 3 },
+    );
+    let (series, _) = model
+        .create(
+            "room-a@contoso.example",
+            meeting(
+                "2030-05-01T09:00:00Z",
+                "2030-05-01T10:00:00Z",
+                "UTC",
+                Some(daily),
+            ),
+        )
+        .unwrap();
+    let exception = AppointmentPatch {
+        subject: Some("Moved".to_owned()),
+        occurrence_start: Some(at("2030-05-02T09:00:00Z")),
+        ..AppointmentPatch::default()
+    };
+    model
+        .update("room-a@contoso.example", &series.uid, exception, false)
+        .unwrap();
+    let listed = |model: &Model| {
+        let (_, master) = model.lookup(&series.item_id).unwrap();
+        master.modified_occurrences[0].clone()
+    };
+    let first = listed(&model);
+    let (_, before) = model.lookup(&first.item_id).unwrap();
+
+    let retitle = AppointmentPatch {
+        subject: Some("Renamed series".to_owned()),
+        ..AppointmentPatch::default()
+    };
+    model
+        .update("room-a@contoso.example", &series.uid, retitle, false)
+        .unwrap();
+    let (_, master) = model.lookup(&series.item_id).unwrap();
+    let (_, after) = model.lookup(&first.item_id).unwrap();
+
+    assert_eq!(
+        first.change_key.as_deref(),
+        Some(before.change_key.as_str())
+    );
+    assert_ne!(before.change_key, master.change_key);
+    assert_eq!(
+        (after.change_key.as_str(), after.last_modified),
+        (before.change_key.as_str(), before.last_modified)
+    );
+    assert!(master.last_modified > after.last_modified);
+    assert_eq!(listed(&model).change_key, first.change_key);
+}

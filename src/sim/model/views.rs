@@ -192,6 +192,7 @@ impl Model {
             let horizon = entry.start + Duration::days(366 * 5);
             let instances = expand_series(rule, &series_timing, entry.start, horizon);
             let info = |instance: &Instance| OccurrenceInfo {
+                change_key: None,
                 item_id: self.item_id(
                     mailbox.index,
                     entry.key,
@@ -211,6 +212,11 @@ impl Model {
                 .iter()
                 .map(|(original, exception)| OccurrenceInfo {
                     item_id: self.item_id(mailbox.index, entry.key, 1, original.timestamp()),
+                    change_key: Some(self.ids.exception_change_key(
+                        entry.key,
+                        original.timestamp(),
+                        exception.version,
+                    )),
                     start: exception.start,
                     end: exception.end,
                     original_start: *original,
@@ -240,6 +246,10 @@ impl Model {
             snapshot.item_type = CalendarItemType::Exception;
             snapshot.subject = exception.subject.clone();
             snapshot.location = exception.location.clone();
+            snapshot.change_key =
+                self.ids
+                    .exception_change_key(entry.key, original.timestamp(), exception.version);
+            snapshot.last_modified = exception.last_modified;
         }
         snapshot
     }

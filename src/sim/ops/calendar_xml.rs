@@ -277,7 +277,13 @@ fn write_series_fields(writer: &mut XmlWriter, item: &ItemSnapshot, shape: &Shap
 
 fn write_occurrence(writer: &mut XmlWriter, name: &str, occurrence: &OccurrenceInfo) {
     writer.open_t(name, &[]);
-    writer.empty_t("ItemId", &[("Id", &occurrence.item_id)]);
+    match &occurrence.change_key {
+        Some(change_key) => writer.empty_t(
+            "ItemId",
+            &[("Id", &occurrence.item_id), ("ChangeKey", change_key)],
+        ),
+        None => writer.empty_t("ItemId", &[("Id", &occurrence.item_id)]),
+    }
     writer.text_t("Start", &time(occurrence.start));
     writer.text_t("End", &time(occurrence.end));
     writer.text_t("OriginalStart", &time(occurrence.original_start));

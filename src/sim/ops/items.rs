@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::response::Response;
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 
+use crate::domain::CalendarItemType;
 use crate::sim::model::{FolderKind, ItemSnapshot, LookupError};
 use crate::sim::soap::{self, Element, MessageOutcome, Ns, XmlWriter};
 use crate::sim::{RequestContext, SimState};
@@ -69,11 +70,14 @@ pub(super) fn get_item(state: &Arc<SimState>, operation: &Element) -> Response {
         };
         match result {
             Ok((_, mut snapshot)) => {
-                // Only items the change log lists (singles and masters) lag: a stale
-                // occurrence or exception cannot be told from a current one by its
-                // client until ModifiedOccurrences carries change keys.
-                if snapshot.recurrence_id.is_none() && state.faults.stale_read() {
+                // Items with a version of their own lag: singles, masters and
+                // exceptions (whose master lists their change key). A plain
+                // occurrence is its master's version, so it has nothing older to show.
+                let exception = snapshot.item_type == CalendarItemType::Exception;
+                let versioned = snapshot.recurrence_id.is_none() || exception;
+                if versioned && state.faults.stale_read(exception) {
                     age(&mut snapshot);
+                    state.stats.count_stale_read(exception);
                 }
                 writer.open_message("GetItemResponseMessage", &MessageOutcome::Success);
                 writer.open_m("Items", &[]);

@@ -31,6 +31,8 @@ pub struct TestOptions {
     pub seed: u64,
     /// The PostgreSQL server to create the test database on (default: the shared one).
     pub admin_url: Option<String>,
+    /// The simulator's per-account limits.
+    pub sim_limits: booking_sync::sim::limits::LimitsConfig,
 }
 
 impl Default for TestOptions {
@@ -44,6 +46,7 @@ impl Default for TestOptions {
             duplicate_event_ratio: 0.1,
             seed: 7,
             admin_url: None,
+            sim_limits: booking_sync::sim::limits::LimitsConfig::default(),
         }
     }
 }
@@ -81,6 +84,7 @@ impl TestApp {
             auth: options.sim_auth,
             minute: options.sim_minute,
             duplicate_event_ratio: options.duplicate_event_ratio,
+            limits: options.sim_limits,
             ..SimConfig::default()
         })
         .await
