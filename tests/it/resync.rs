@@ -12,7 +12,7 @@ use booking_sync::ews::EwsClient;
 use booking_sync::pipeline::resync::Resync;
 use booking_sync::recurrence::{Pattern, RangeEnd, Recurrence};
 use booking_sync::sim::faults::Fault;
-use booking_sync::sim::{DeleteMode, NewAppointment, Workload, WorkloadMix};
+use booking_sync::sim::{AppointmentPatch, DeleteMode, NewAppointment, Workload, WorkloadMix};
 use booking_sync::store::{AuditFilter, MeetingStatus, Room};
 use chrono::{DateTime, Duration as Span, Timelike, Utc};
 
@@ -661,4 +661,87 @@ async fn full_reconciliations_during_a_workload_count_no_drift() {
         repaired, 0,
         "drift noted by the service's own reconciliations"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_the_fast_path_never_applied_is_repaired_and_counted() {
+    let app = TestApp::spawn(options()).await;
+    let created = app
+        .control
+        .create_appointment(ROOM, meeting("First title", hour(2, 10)))
+        .expect("created");
+    assert!(app.wait_converged(CONVERGE).await.converged());
+    let target = room(&app, ROOM).await;
+    let before = app
+        .store
+        .meetings(target.id)
+        .await
+        .expect("rows")
+        .into_iter()
+        .find(|row| row.exchange_uid == created.uid)
+        .expect("row");
+    app.control
+        .update_appointment(
+            ROOM,
+            &created.uid,
+            AppointmentPatch {
+                subject: Some("Second title".to_owned()),
+                ..AppointmentPatch::default()
+            },
+        )
+        .expect("updated");
+    assert!(app.wait_converged(CONVERGE).await.converged());
+    // The row as if the update had never reached it, while the stored sync state
+    // is past it: only the full reconciliation can see it.
+    sql(
+        &app,
+        &format!(
+            "UPDATE meetings SET subject = 'First title', exchange_change_key = '{}', \
+                 exchange_last_modified = '{}', updated_at = now() - interval '1 hour' \
+             WHERE exchange_uid = '{}'",
+            before.exchange_change_key.expect("change key"),
+            before
+                .exchange_last_modified
+                .expect("last modified")
+                .to_rfc3339(),
+            created.uid
+        ),
+    )
+    .await;
+    let resync = resync(&app, &app.config);
+    let caught_up = resync.catch_up_room(&target).await.expect("caught up");
+    assert_eq!(
+        caught_up.outcome.updated, 0,
+        "no change list reports it again"
+    );
+
+    let repaired = resync
+        .reconcile_room(&target, Utc::now())
+        .await
+        .expect("reconciled");
+
+    assert_eq!(
+        (
+            repaired.missing,
+            repaired.stale,
+            repaired.extra,
+            repaired.in_flight
+        ),
+        (0, 1, 0, 0),
+        "{repaired:?}"
+    );
+    let row = app
+        .store
+        .meetings(target.id)
+        .await
+        .expect("rows")
+        .into_iter()
+        .find(|row| row.exchange_uid == created.uid)
+        .expect("row");
+    assert_eq!(row.subject, "Second title");
+    let again = resync
+        .reconcile_room(&target, Utc::now())
+        .await
+        .expect("reconciled");
+    assert_eq!(again.drift(), 0, "{again:?}");
 }
