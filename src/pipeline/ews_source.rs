@@ -74,7 +74,6 @@ impl CalendarSource for EwsClient {
                 end: item.end,
                 is_all_day: item.is_all_day,
                 is_cancelled: item.is_cancelled,
-                last_modified: item.summary.last_modified,
             });
         }
         Ok(ViewPage {

@@ -289,7 +289,7 @@ impl<S: CalendarSource> Resync<S> {
     /// Compares the room's calendar view over the window at `now` with its rows and
     /// repairs every difference the fast path failed to fix. The room is caught up
     /// first, so few changes are still on their way; a difference is then confirmed
-    /// (see [`confirm`]) after a second catch-up, so those that were on their way do
+    /// (see `confirm`) after a second catch-up, so those that were on their way do
     /// not count as drift either. Nor do occurrences that entered the window since
     /// the last roll (they are materialised here all the same).
     ///
@@ -816,7 +816,6 @@ mod tests {
             end: start + chrono::Duration::hours(1),
             is_all_day: false,
             is_cancelled: false,
-            last_modified: None,
         }
     }
 

@@ -67,9 +67,6 @@ pub struct ViewEntry {
     pub is_all_day: bool,
     /// Cancelled by the organizer.
     pub is_cancelled: bool,
-    /// When the item (the series' master for an occurrence) was last saved, by
-    /// Exchange's clock, when the view says.
-    pub last_modified: Option<DateTime<Utc>>,
 }
 
 /// The entries of a calendar view over a time range.
