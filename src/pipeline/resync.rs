@@ -6,9 +6,16 @@
 //! - **roll**: the window moves forward as days pass, so each day every recurring
 //!   series is fetched again and materialised up to the new window end;
 //! - **full reconciliation**: a CalendarView over the window is compared with the
-//!   table and every difference (missing, different or extra rows) is repaired and
-//!   counted as drift. Nothing is written before the whole view is read, so an
-//!   interrupted reconciliation cancels nothing.
+//!   table, and every difference the fast path failed to fix (missing, different or
+//!   extra rows) is repaired and counted as drift. Nothing is written before the
+//!   whole view is read, so an interrupted reconciliation cancels nothing.
+//!
+//! A difference found while changes keep arriving is only a candidate: the change
+//! behind it may be on its way through the streaming path. It counts as drift, and
+//! is repaired, only when it outlives a catch-up that started after the view was
+//! read, its row was not written since the comparison began, and Exchange still
+//! says what the view said. The rest are changes newer than the comparison (the
+//! view, or the table): they are left to the normal path and counted as in flight.
 //!
 //! The periodic task only queues catch-ups and calls the other two; `booking-sync
 //! resync` calls the same functions once. Writes go through [`PgStore::rewrite`], at
@@ -30,8 +37,8 @@ use crate::pipeline::queue::Reason;
 use crate::pipeline::source::{CalendarSource, SourceError, ViewEntry};
 use crate::pipeline::worker::{error_chain, item_write, PassError, PassReport, Workers};
 use crate::store::{
-    ApplyOutcome, ChangeOrigin, ItemWrite, MeetingRow, MeetingSource, MeetingStatus, Rewrite, Room,
-    StoreError,
+    ApplyOutcome, ChangeOrigin, ItemWrite, MeetingRow, MeetingSource, MeetingStatus, MeetingWrite,
+    Rewrite, Room, StoreError,
 };
 
 /// Entries asked for per CalendarView call; a fuller range is split in two.
@@ -45,6 +52,9 @@ const SHORTEST_SPLIT: chrono::Duration = chrono::Duration::minutes(1);
 const ROLL_SLACK: chrono::Duration = chrono::Duration::days(2);
 /// SyncFolderItems page size when listing every item to find a series by UID.
 const LIST_PAGE: u16 = 512;
+/// Catch-ups tried after the view before a busy room's candidates are left to the
+/// next reconciliation (each attempt loses only to a worker's pass that committed).
+const SETTLE_ATTEMPTS: usize = 3;
 
 /// How often the periodic passes run.
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +81,10 @@ pub struct Reconciliation {
     /// Occurrences near the window's end that a roll had not materialised yet (not
     /// drift; written with the repair).
     pub rolled: u64,
+    /// Differences that came from changes newer than the comparison: settled by the
+    /// catch-up after the view or by a worker, or made in Exchange after the view.
+    /// Not drift: left to the normal path, nothing is written for them.
+    pub in_flight: u64,
     /// Rows written by the repair.
     pub outcome: ApplyOutcome,
 }
@@ -273,9 +287,11 @@ impl<S: CalendarSource> Resync<S> {
     }
 
     /// Compares the room's calendar view over the window at `now` with its rows and
-    /// repairs every difference. The room is caught up first, so changes still on
-    /// their way do not count as drift; nor do occurrences that entered the window
-    /// since the last roll (they are materialised here all the same).
+    /// repairs every difference the fast path failed to fix. The room is caught up
+    /// first, so few changes are still on their way; a difference is then confirmed
+    /// (see `confirm`) after a second catch-up, so those that were on their way do
+    /// not count as drift either. Nor do occurrences that entered the window since
+    /// the last roll (they are materialised here all the same).
     ///
     /// # Errors
     /// A [`PassError`] when reading or writing failed; nothing is written then.
@@ -303,23 +319,57 @@ impl<S: CalendarSource> Resync<S> {
             viewed: view.len() as u64,
             ..Reconciliation::default()
         };
-        let diff = compare(&view, &rows, window.1 - ROLL_SLACK, &mut report);
-        if diff.uids.is_empty() && diff.extra_rows.is_empty() {
+        let candidates = compare(&view, &rows, window.1 - ROLL_SLACK);
+        if candidates.is_empty() {
             store.record_resync(room.id, true, 0).await?;
             return Ok(report);
         }
-        let ids = self
-            .item_ids_for(&room.email, &diff.uids, &view, &rows)
-            .await?;
+        // Whatever Exchange changed before the view was read is applied once a
+        // catch-up that started after it has committed.
+        if !self.settle(room).await? {
+            report.in_flight = candidates
+                .iter()
+                .filter(|candidate| candidate.kind != Kind::Rolled)
+                .count() as u64;
+            info!(
+                room_id = room.id.0,
+                candidates = report.in_flight,
+                "Room kept changing during its full reconciliation; its differences are left to the next one"
+            );
+            store.record_resync(room.id, true, 0).await?;
+            return Ok(report);
+        }
+        // Extra rows need no fetch: Exchange had no such meeting when the view was
+        // read, and the catch-up after it would have written their rows had that
+        // changed since.
+        let uids: HashSet<String> = candidates
+            .iter()
+            .filter(|candidate| candidate.kind != Kind::Extra)
+            .map(|candidate| candidate.key.0.clone())
+            .collect();
+        let ids = self.item_ids_for(&room.email, &uids, &view, &rows).await?;
         let items = self.current_writes(&room.email, &ids, window).await?;
+        let rows_now = store
+            .meetings_overlapping(room.id, window.0, window.1)
+            .await?;
+        let repair = confirm(&candidates, &items, &rows_now, started_at, &mut report);
+        if repair.uids.is_empty() && repair.extra_rows.is_empty() {
+            store.record_resync(room.id, true, 0).await?;
+            self.log_in_flight(room, &report);
+            return Ok(report);
+        }
         let rewrite = Rewrite {
-            items,
-            forced: diff.forced,
-            cancel_rows: diff.extra_rows,
+            items: items
+                .into_iter()
+                .filter(|item| repair.uids.contains(&item.uid))
+                .collect(),
+            forced: repair.forced,
+            cancel_rows: repair.extra_rows,
             started_at,
         };
         report.outcome = store.rewrite(room.id, &rewrite).await?;
         store.record_resync(room.id, true, report.drift()).await?;
+        self.log_in_flight(room, &report);
         if report.drift() > 0 {
             for (kind, count) in [
                 ("missing", report.missing),
@@ -339,6 +389,33 @@ impl<S: CalendarSource> Resync<S> {
             );
         }
         Ok(report)
+    }
+
+    /// Catches the room up until a pass commits (`true`), or until
+    /// [`SETTLE_ATTEMPTS`] passes all lost to a worker's (`false`).
+    async fn settle(&self, room: &Room) -> Result<bool, PassError> {
+        for _ in 0..SETTLE_ATTEMPTS {
+            match self
+                .workers
+                .sync_mailbox(room, &unwatched_heartbeat(), ChangeOrigin::Resync)
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(PassError::Store(StoreError::CheckpointMoved { .. })) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(false)
+    }
+
+    fn log_in_flight(&self, room: &Room, report: &Reconciliation) {
+        if report.in_flight > 0 {
+            debug!(
+                room_id = room.id.0,
+                in_flight = report.in_flight,
+                "Differences from changes newer than the comparison, left to the normal path"
+            );
+        }
     }
 
     fn rooms(&self) -> Vec<Room> {
@@ -500,10 +577,78 @@ fn unwatched_heartbeat() -> Heartbeat {
     Heartbeats::default().register("resync")
 }
 
-/// The differences between a view and the table, as a repair needs them.
+/// What a difference between the view and the table is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// In the view, no row.
+    Missing,
+    /// A row whose content differs from the view.
+    Stale,
+    /// A confirmed row the view does not have.
+    Extra,
+    /// An occurrence near the window's end that a roll had not materialised yet.
+    Rolled,
+}
+
+/// One difference between a view and the table: a candidate for drift.
+#[derive(Debug, Clone, PartialEq)]
+struct Candidate {
+    kind: Kind,
+    key: RowKey,
+    /// What the view said (`None` for an extra row: nothing).
+    seen: Option<Content>,
+}
+
+/// The fields a view entry, a row and a fetched meeting share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Content {
+    subject: String,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    is_all_day: bool,
+    status: MeetingStatus,
+}
+
+impl Content {
+    fn of_entry(entry: &ViewEntry) -> Self {
+        Self {
+            subject: entry.subject.clone(),
+            start: entry.start,
+            end: entry.end,
+            is_all_day: entry.is_all_day,
+            status: if entry.is_cancelled {
+                MeetingStatus::Cancelled
+            } else {
+                MeetingStatus::Confirmed
+            },
+        }
+    }
+
+    fn of_row(row: &MeetingRow) -> Self {
+        Self {
+            subject: row.subject.clone(),
+            start: row.starts_at,
+            end: row.ends_at,
+            is_all_day: row.is_all_day,
+            status: row.status,
+        }
+    }
+
+    fn of_write(write: &MeetingWrite) -> Self {
+        Self {
+            subject: write.subject.clone(),
+            start: write.starts_at,
+            end: write.ends_at,
+            is_all_day: write.is_all_day,
+            status: write.status,
+        }
+    }
+}
+
+/// The confirmed differences, as a repair needs them.
 #[derive(Default)]
-struct Diff {
-    /// UIDs whose items must be fetched again.
+struct Repair {
+    /// UIDs whose fetched items are written.
     uids: HashSet<String>,
     /// Rows whose content differs at the same version.
     forced: Vec<(String, Option<DateTime<Utc>>)>,
@@ -511,13 +656,9 @@ struct Diff {
     extra_rows: Vec<i64>,
 }
 
-fn compare(
-    view: &[ViewEntry],
-    rows: &[MeetingRow],
-    roll_edge: DateTime<Utc>,
-    report: &mut Reconciliation,
-) -> Diff {
-    let mut diff = Diff::default();
+/// Every difference between the view and the rows read after it.
+fn compare(view: &[ViewEntry], rows: &[MeetingRow], roll_edge: DateTime<Utc>) -> Vec<Candidate> {
+    let mut candidates = Vec::new();
     let by_key: HashMap<RowKey, &MeetingRow> = rows
         .iter()
         .map(|row| ((row.exchange_uid.clone(), row.occurrence_start), row))
@@ -525,21 +666,23 @@ fn compare(
     let mut viewed: HashSet<RowKey> = HashSet::with_capacity(view.len());
     for entry in view {
         let key = (entry.uid.clone(), entry.occurrence_start);
-        match by_key.get(&key) {
+        let seen = Some(Content::of_entry(entry));
+        let kind = match by_key.get(&key) {
             None if entry.occurrence_start.is_some() && entry.start >= roll_edge => {
-                report.rolled += 1;
-                diff.uids.insert(entry.uid.clone());
+                Some(Kind::Rolled)
             }
-            None => {
-                report.missing += 1;
-                diff.uids.insert(entry.uid.clone());
-            }
+            None => Some(Kind::Missing),
             Some(row) if row.source == MeetingSource::Exchange && differs(entry, row) => {
-                report.stale += 1;
-                diff.uids.insert(entry.uid.clone());
-                diff.forced.push(key.clone());
+                Some(Kind::Stale)
             }
-            Some(_) => {}
+            Some(_) => None,
+        };
+        if let Some(kind) = kind {
+            candidates.push(Candidate {
+                kind,
+                key: key.clone(),
+                seen,
+            });
         }
         viewed.insert(key);
     }
@@ -549,11 +692,99 @@ fn compare(
             && row.status == MeetingStatus::Confirmed
             && !viewed.contains(&key)
         {
-            report.extra += 1;
-            diff.extra_rows.push(row.id);
+            candidates.push(Candidate {
+                kind: Kind::Extra,
+                key,
+                seen: None,
+            });
         }
     }
-    diff
+    candidates
+}
+
+/// Sorts the candidates, after a catch-up that started once the view was read,
+/// into drift (counted in `report` and repaired) and changes in flight.
+///
+/// A candidate is drift only when all three hold:
+/// - its row (`rows_now`, read after the catch-up) was not written since the
+///   comparison began (`started_at`): a row written since is the normal path's
+///   and newer than the comparison;
+/// - Exchange now (`items`, fetched after the catch-up) says what the view said
+///   (for an extra row: has no such meeting among the items fetched): otherwise the
+///   item changed after the view and the normal path has that change to apply;
+/// - the row still differs from it.
+///
+/// Then the difference existed when the view was read and outlived a catch-up
+/// that saw every change made before: the fast path failed to fix it.
+fn confirm(
+    candidates: &[Candidate],
+    items: &[ItemWrite],
+    rows_now: &[MeetingRow],
+    started_at: DateTime<Utc>,
+    report: &mut Reconciliation,
+) -> Repair {
+    let truth: HashMap<RowKey, (Content, DateTime<Utc>)> = items
+        .iter()
+        .flat_map(|item| {
+            item.meetings.iter().map(|meeting| {
+                (
+                    (item.uid.clone(), meeting.occurrence_start),
+                    (Content::of_write(meeting), item.last_modified),
+                )
+            })
+        })
+        .collect();
+    let by_key: HashMap<RowKey, &MeetingRow> = rows_now
+        .iter()
+        .map(|row| ((row.exchange_uid.clone(), row.occurrence_start), row))
+        .collect();
+    let mut repair = Repair::default();
+    for candidate in candidates {
+        let row = by_key.get(&candidate.key).copied();
+        if candidate.kind == Kind::Rolled {
+            if row.is_none() {
+                report.rolled += 1;
+                repair.uids.insert(candidate.key.0.clone());
+            }
+            continue;
+        }
+        let written_since = row.is_some_and(|row| {
+            row.updated_at > started_at || row.fetched_at.is_some_and(|at| at > started_at)
+        });
+        let now = truth.get(&candidate.key);
+        // A row of a later version than the one fetched is never overwritten.
+        let row_newer = match (row.and_then(|row| row.exchange_last_modified), now) {
+            (Some(row_version), Some((_, fetched))) => row_version > *fetched,
+            _ => false,
+        };
+        if written_since || row_newer || now.map(|(content, _)| content) != candidate.seen.as_ref()
+        {
+            report.in_flight += 1;
+            continue;
+        }
+        match (candidate.kind, row, now) {
+            (Kind::Missing, None, Some(_)) => {
+                report.missing += 1;
+                repair.uids.insert(candidate.key.0.clone());
+            }
+            (Kind::Missing | Kind::Stale, Some(row), Some((now, _)))
+                if row.source == MeetingSource::Exchange && Content::of_row(row) != *now =>
+            {
+                report.stale += 1;
+                repair.uids.insert(candidate.key.0.clone());
+                repair.forced.push(candidate.key.clone());
+            }
+            (Kind::Extra, Some(row), None)
+                if row.source == MeetingSource::Exchange
+                    && row.status == MeetingStatus::Confirmed =>
+            {
+                report.extra += 1;
+                repair.extra_rows.push(row.id);
+            }
+            _ => report.in_flight += 1,
+        }
+    }
+    repair
 }
 
 fn differs(entry: &ViewEntry, row: &MeetingRow) -> bool {
@@ -572,6 +803,7 @@ fn differs(entry: &ViewEntry, row: &MeetingRow) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ChangeKey;
     use crate::store::RoomId;
 
     fn entry(uid: &str, start: DateTime<Utc>, subject: &str) -> ViewEntry {
@@ -609,6 +841,38 @@ mod tests {
         }
     }
 
+    /// The item behind view entry `entry`, as fetched now, at `version`.
+    fn item(entry: &ViewEntry, version: DateTime<Utc>) -> ItemWrite {
+        ItemWrite {
+            item_id: entry.item_id.clone(),
+            change_key: ChangeKey::from("ck"),
+            last_modified: version,
+            uid: entry.uid.clone(),
+            window: (
+                entry.start - chrono::Duration::days(1),
+                entry.start + chrono::Duration::days(400),
+            ),
+            meetings: vec![MeetingWrite {
+                occurrence_start: entry.occurrence_start,
+                subject: entry.subject.clone(),
+                starts_at: entry.start,
+                ends_at: entry.end,
+                is_all_day: entry.is_all_day,
+                organizer_email: None,
+                status: MeetingStatus::Confirmed,
+            }],
+        }
+    }
+
+    fn kinds(candidates: &[Candidate]) -> Vec<(Kind, &str)> {
+        let mut kinds: Vec<_> = candidates
+            .iter()
+            .map(|candidate| (candidate.kind, candidate.key.0.as_str()))
+            .collect();
+        kinds.sort_by_key(|(_, uid)| *uid);
+        kinds
+    }
+
     #[test]
     fn the_comparison_finds_missing_different_and_extra_rows_and_nothing_else() {
         let start = Utc::now();
@@ -631,16 +895,109 @@ mod tests {
             cancelled,
             booked,
         ];
+
+        let candidates = compare(&view, &rows, start + chrono::Duration::days(1));
+
+        assert_eq!(
+            kinds(&candidates),
+            vec![
+                (Kind::Missing, "absent"),
+                (Kind::Stale, "changed"),
+                (Kind::Extra, "extra"),
+                (Kind::Rolled, "series"),
+            ]
+        );
+    }
+
+    #[test]
+    fn differences_that_outlive_the_catch_up_are_drift_and_repaired() {
+        let start = Utc::now() + chrono::Duration::days(1);
+        let version = Utc::now() - chrono::Duration::hours(1);
+        let view = vec![
+            entry("lost", start, "Lost"),
+            entry("tampered", start, "Real"),
+        ];
+        let mut tampered = row(2, "tampered", start, "Tampered");
+        tampered.exchange_last_modified = Some(version);
+        tampered.updated_at = version;
+        let mut ghost = row(3, "ghost", start, "Ghost");
+        ghost.updated_at = version;
+        let rows = vec![tampered, ghost];
+        let started_at = Utc::now();
+        let candidates = compare(&view, &rows, start + chrono::Duration::days(30));
+        let items: Vec<_> = view.iter().map(|entry| item(entry, version)).collect();
         let mut report = Reconciliation::default();
 
-        let diff = compare(&view, &rows, start + chrono::Duration::days(1), &mut report);
+        let repair = confirm(&candidates, &items, &rows, started_at, &mut report);
 
-        assert_eq!((report.missing, report.stale, report.extra), (1, 1, 1));
-        assert_eq!(diff.extra_rows, vec![3]);
-        assert_eq!(diff.forced, vec![("changed".to_owned(), None)]);
-        let mut uids: Vec<_> = diff.uids.into_iter().collect();
+        assert_eq!(
+            (report.missing, report.stale, report.extra, report.in_flight),
+            (1, 1, 1, 0)
+        );
+        let mut uids: Vec<_> = repair.uids.into_iter().collect();
         uids.sort();
-        assert_eq!(report.rolled, 1, "entered the window: not drift");
-        assert_eq!(uids, vec!["absent", "changed", "series"]);
+        assert_eq!(uids, vec!["lost", "tampered"]);
+        assert_eq!(repair.forced, vec![("tampered".to_owned(), None)]);
+        assert_eq!(repair.extra_rows, vec![3]);
+    }
+
+    #[test]
+    fn differences_from_changes_newer_than_the_comparison_are_left_alone() {
+        let start = Utc::now() + chrono::Duration::days(1);
+        let before = Utc::now() - chrono::Duration::hours(1);
+        let view = vec![
+            entry("created", start, "Created"),
+            entry("edited", start, "Edited"),
+            entry("edited-again", start, "Edited once"),
+        ];
+        let mut edited = row(2, "edited", start, "Before the edit");
+        edited.exchange_last_modified = Some(before);
+        edited.updated_at = before;
+        let mut deleted = row(3, "deleted", start, "Deleted");
+        deleted.updated_at = before;
+        let rows = vec![edited, deleted];
+        let candidates = compare(&view, &rows, start + chrono::Duration::days(30));
+        let started_at = Utc::now();
+        let after = started_at + chrono::Duration::seconds(1);
+        // The catch-up after the view wrote "created" and "edited" and cancelled
+        // "deleted"; "edited-again" changed in Exchange after the view.
+        let mut created_now = row(4, "created", start, "Created");
+        created_now.fetched_at = Some(after);
+        created_now.updated_at = after;
+        let mut edited_now = row(2, "edited", start, "Edited");
+        edited_now.fetched_at = Some(after);
+        edited_now.updated_at = after;
+        let mut deleted_now = row(3, "deleted", start, "Deleted");
+        deleted_now.status = MeetingStatus::Cancelled;
+        deleted_now.updated_at = after;
+        let rows_now = vec![created_now, edited_now, deleted_now];
+        let mut items: Vec<_> = view[..2].iter().map(|entry| item(entry, after)).collect();
+        items.push(item(&entry("edited-again", start, "Edited twice"), after));
+        let mut report = Reconciliation::default();
+
+        let repair = confirm(&candidates, &items, &rows_now, started_at, &mut report);
+
+        assert_eq!(report.drift(), 0, "{report:?}");
+        assert_eq!(report.in_flight, 4);
+        assert!(repair.uids.is_empty() && repair.forced.is_empty() && repair.extra_rows.is_empty());
+    }
+
+    #[test]
+    fn a_row_of_a_later_version_than_the_one_fetched_is_never_forced() {
+        let start = Utc::now() + chrono::Duration::days(1);
+        let fetched = Utc::now() - chrono::Duration::hours(2);
+        let view = vec![entry("lagging", start, "Older version")];
+        let mut newer = row(1, "lagging", start, "Newer version");
+        newer.exchange_last_modified = Some(fetched + chrono::Duration::hours(1));
+        newer.updated_at = fetched;
+        let rows = vec![newer];
+        let candidates = compare(&view, &rows, start + chrono::Duration::days(30));
+        let items = vec![item(&view[0], fetched)];
+        let mut report = Reconciliation::default();
+
+        let repair = confirm(&candidates, &items, &rows, Utc::now(), &mut report);
+
+        assert_eq!((report.drift(), report.in_flight), (0, 1));
+        assert!(repair.forced.is_empty() && repair.uids.is_empty());
     }
 }

@@ -12,7 +12,7 @@ use booking_sync::ews::EwsClient;
 use booking_sync::pipeline::resync::Resync;
 use booking_sync::recurrence::{Pattern, RangeEnd, Recurrence};
 use booking_sync::sim::faults::Fault;
-use booking_sync::sim::{DeleteMode, NewAppointment};
+use booking_sync::sim::{AppointmentPatch, DeleteMode, NewAppointment, Workload, WorkloadMix};
 use booking_sync::store::{AuditFilter, MeetingStatus, Room};
 use chrono::{DateTime, Duration as Span, Timelike, Utc};
 
@@ -570,4 +570,178 @@ async fn the_audit_names_the_stream_or_the_resync_as_the_source_of_a_change() {
         audit_of(&app, &resynced.uid).await,
         [entry("insert", "resync")]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_reconciliations_during_a_workload_count_no_drift() {
+    let mut app = TestApp::prepare(TestOptions {
+        rooms: 10,
+        ..options()
+    })
+    .await;
+    // The service reconciles every room every second too, beside the rounds below.
+    app.config.resync.interval = Duration::from_millis(500);
+    app.config.resync.full_interval = Duration::from_secs(1);
+    app.start().await;
+    let resync = resync(&app, &app.config);
+    let control = app.control.clone();
+    let workload = tokio::spawn(async move {
+        control
+            .run_workload(Workload {
+                changes: 600,
+                rate_per_sec: 100.0,
+                seed: 23,
+                mix: WorkloadMix::default(),
+                wait: true,
+            })
+            .await
+            .expect("workload runs")
+    });
+
+    let mut rounds = 0;
+    let mut drift = 0;
+    let mut in_flight = 0;
+    let mut failures = Vec::new();
+    while !workload.is_finished() {
+        resync
+            .reconcile_all(Utc::now(), |room, result| match result {
+                Ok(report) => {
+                    drift += report.drift();
+                    in_flight += report.in_flight;
+                }
+                Err(err) => failures.push(format!("{}: {err}", room.email)),
+            })
+            .await;
+        rounds += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let changes = workload.await.expect("workload task").changes;
+    let converged = app.wait_converged(CONVERGE * 2).await;
+
+    assert!(changes >= 600, "{changes} changes");
+    assert!(
+        rounds >= 2,
+        "only {rounds} reconciliation rounds ran during the workload"
+    );
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(
+        in_flight > 0,
+        "the reconciliations met no change in flight: the race was not exercised"
+    );
+    assert_eq!(
+        drift, 0,
+        "drift counted while the fast path coped ({in_flight} in flight)"
+    );
+    assert!(converged.converged(), "{converged:?}");
+    assert_eq!(
+        (
+            converged.missing,
+            converged.unexpected,
+            converged.stale,
+            converged.duplicate
+        ),
+        (0, 0, 0, 0)
+    );
+    let mut after = 0;
+    resync
+        .reconcile_all(Utc::now(), |_, result| {
+            after += result.as_ref().expect("reconciled").drift();
+        })
+        .await;
+    assert_eq!(after, 0, "drift after convergence");
+    let repaired: i64 = app
+        .store
+        .room_statuses()
+        .await
+        .expect("statuses")
+        .iter()
+        .map(|status| status.drift_repaired)
+        .sum();
+    assert_eq!(
+        repaired, 0,
+        "drift noted by the service's own reconciliations"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_the_fast_path_never_applied_is_repaired_and_counted() {
+    let app = TestApp::spawn(options()).await;
+    let created = app
+        .control
+        .create_appointment(ROOM, meeting("First title", hour(2, 10)))
+        .expect("created");
+    assert!(app.wait_converged(CONVERGE).await.converged());
+    let target = room(&app, ROOM).await;
+    let before = app
+        .store
+        .meetings(target.id)
+        .await
+        .expect("rows")
+        .into_iter()
+        .find(|row| row.exchange_uid == created.uid)
+        .expect("row");
+    app.control
+        .update_appointment(
+            ROOM,
+            &created.uid,
+            AppointmentPatch {
+                subject: Some("Second title".to_owned()),
+                ..AppointmentPatch::default()
+            },
+        )
+        .expect("updated");
+    assert!(app.wait_converged(CONVERGE).await.converged());
+    // The row as if the update had never reached it, while the stored sync state
+    // is past it: only the full reconciliation can see it.
+    sql(
+        &app,
+        &format!(
+            "UPDATE meetings SET subject = 'First title', exchange_change_key = '{}', \
+                 exchange_last_modified = '{}', updated_at = now() - interval '1 hour' \
+             WHERE exchange_uid = '{}'",
+            before.exchange_change_key.expect("change key"),
+            before
+                .exchange_last_modified
+                .expect("last modified")
+                .to_rfc3339(),
+            created.uid
+        ),
+    )
+    .await;
+    let resync = resync(&app, &app.config);
+    let caught_up = resync.catch_up_room(&target).await.expect("caught up");
+    assert_eq!(
+        caught_up.outcome.updated, 0,
+        "no change list reports it again"
+    );
+
+    let repaired = resync
+        .reconcile_room(&target, Utc::now())
+        .await
+        .expect("reconciled");
+
+    assert_eq!(
+        (
+            repaired.missing,
+            repaired.stale,
+            repaired.extra,
+            repaired.in_flight
+        ),
+        (0, 1, 0, 0),
+        "{repaired:?}"
+    );
+    let row = app
+        .store
+        .meetings(target.id)
+        .await
+        .expect("rows")
+        .into_iter()
+        .find(|row| row.exchange_uid == created.uid)
+        .expect("row");
+    assert_eq!(row.subject, "Second title");
+    let again = resync
+        .reconcile_room(&target, Utc::now())
+        .await
+        .expect("reconciled");
+    assert_eq!(again.drift(), 0, "{again:?}");
 }
