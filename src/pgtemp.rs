@@ -257,6 +257,14 @@ impl TempPostgres {
     /// `pg_ctl start` failing (with the end of the server log), or the server not
     /// accepting connections in time.
     pub async fn start_again(&self) -> Result<(), TempPostgresError> {
+        if let Err(err) = run(self.start_command(), describe(&self.pg_ctl, "start")).await {
+            return Err(self.with_log(err).await);
+        }
+        self.wait_until_ready().await
+    }
+
+    /// `pg_ctl start` on this directory, waiting until the server accepts connections.
+    fn start_command(&self) -> Command {
         let mut command = self.run_as.command(&self.pg_ctl);
         command
             .arg("start")
@@ -266,10 +274,7 @@ impl TempPostgres {
             .arg(self.log_file())
             .args(["-w", "-s", "-t"])
             .arg(READY_TIMEOUT.as_secs().to_string());
-        if let Err(err) = run(command, describe(&self.pg_ctl, "start")).await {
-            return Err(self.with_log(err).await);
-        }
-        self.wait_until_ready().await
+        command
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -301,16 +306,7 @@ impl TempPostgres {
         loop {
             self.port = free_port()?;
             self.write_settings().await?;
-            let mut command = self.run_as.command(&self.pg_ctl);
-            command
-                .arg("start")
-                .arg("-D")
-                .arg(self.data_dir())
-                .arg("-l")
-                .arg(self.log_file())
-                .args(["-w", "-s", "-t"])
-                .arg(READY_TIMEOUT.as_secs().to_string());
-            match run(command, describe(&self.pg_ctl, "start")).await {
+            match run(self.start_command(), describe(&self.pg_ctl, "start")).await {
                 Ok(_) => return self.wait_until_ready().await,
                 Err(err) if attempt >= START_ATTEMPTS => return Err(self.with_log(err).await),
                 Err(err) => {

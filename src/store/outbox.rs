@@ -58,6 +58,18 @@ pub struct PendingIssue {
     pub created_at: DateTime<Utc>,
 }
 
+impl PendingIssue {
+    /// Reads `id, rule, details, created_at` (the column order of the issue queries).
+    fn from_row(row: &tokio_postgres::Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.try_get(0)?,
+            rule: row.try_get(1)?,
+            details: row.try_get(2)?,
+            created_at: row.try_get(3)?,
+        })
+    }
+}
+
 /// The issues one recipient is due to receive.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DueDigest {
@@ -164,14 +176,7 @@ impl PgStore {
                     )
                     .await?
                     .iter()
-                    .map(|issue| {
-                        Ok(PendingIssue {
-                            id: issue.try_get(0)?,
-                            rule: issue.try_get(1)?,
-                            details: issue.try_get(2)?,
-                            created_at: issue.try_get(3)?,
-                        })
-                    })
+                    .map(PendingIssue::from_row)
                     .collect::<Result<Vec<_>, StoreError>>()?;
                 due.push(DueDigest {
                     recipient,
@@ -254,14 +259,7 @@ impl PgStore {
                     .query(DIGEST_ISSUES, &[&id])
                     .await?
                     .iter()
-                    .map(|issue| {
-                        Ok(PendingIssue {
-                            id: issue.try_get(0)?,
-                            rule: issue.try_get(1)?,
-                            details: issue.try_get(2)?,
-                            created_at: issue.try_get(3)?,
-                        })
-                    })
+                    .map(PendingIssue::from_row)
                     .collect::<Result<Vec<_>, StoreError>>()?;
                 claimed.push(ClaimedDigest {
                     id,
