@@ -860,6 +860,7 @@ mod tests {
                 is_all_day: entry.is_all_day,
                 organizer_email: None,
                 status: MeetingStatus::Confirmed,
+                exception: None,
             }],
         }
     }
