@@ -436,7 +436,7 @@ async fn database(
             }
             Err(err) => progress.line(&format!(
                 "cannot use the configured database ({}), starting a private PostgreSQL",
-                crate::pipeline::worker::error_chain(err.as_ref())
+                crate::logging::error_chain(err.as_ref())
             )),
         }
     }

@@ -287,7 +287,7 @@ impl EventKind {
 }
 
 /// One notification event of one mailbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MailboxEvent {
     /// What happened.
     pub kind: EventKind,

@@ -112,6 +112,19 @@ pub(crate) fn validate(problems: &mut Problems, raw: RawLogging, base: &Path) ->
     }
 }
 
+/// An error and its chain of causes on one line (`outer: cause: root cause`), as log
+/// lines and error messages show them.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
 /// Installs the global subscriber for `config`; `RUST_LOG` overrides the level.
 /// Does nothing when a subscriber is installed already.
 ///

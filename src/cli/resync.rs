@@ -13,10 +13,10 @@ use crate::app;
 use crate::config::Config;
 use crate::domain::MailboxAddress;
 use crate::ews::EwsClient;
+use crate::logging::error_chain;
 use crate::pipeline::queue::WorkQueue;
 use crate::pipeline::resync::Resync;
 use crate::pipeline::rooms::RoomDirectory;
-use crate::pipeline::worker::error_chain;
 use crate::store::PgStore;
 
 /// What to resync.

@@ -150,7 +150,7 @@ impl Notifier {
                 () = tokio::time::sleep(tick) => {}
             }
             if let Err(err) = self.send_due(Utc::now()).await {
-                warn!(error = %crate::pipeline::worker::error_chain(&err), "Sending notification digests failed, retrying later");
+                warn!(error = %crate::logging::error_chain(&err), "Sending notification digests failed, retrying later");
             }
         }
     }
@@ -208,7 +208,7 @@ impl Notifier {
                 Err(err) => {
                     warn!(
                         digest = claimed.id,
-                        error = %crate::pipeline::worker::error_chain(&err),
+                        error = %crate::logging::error_chain(&err),
                         "Could not ask whether a digest went out, retrying later"
                     );
                     return Ok(false);
@@ -236,7 +236,7 @@ impl Notifier {
             warn!(
                 digest = claimed.id,
                 attempts = claimed.send_attempts + 1,
-                error = %crate::pipeline::worker::error_chain(&err),
+                error = %crate::logging::error_chain(&err),
                 "Sending a notification digest failed, retrying later"
             );
             return Ok(false);

@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
-use crate::domain::{EventKind, MailboxAddress, SubscriptionId};
+use crate::domain::{EventKind, MailboxAddress, MailboxEvent, SubscriptionId};
 use crate::ews::{Affinity, ConnectionStatus, EwsClient, EwsError, StreamMessage};
 use crate::health::{self, Heartbeat, Heartbeats};
 use crate::metrics as m;
@@ -407,7 +407,7 @@ impl Listener {
                     if let Some(room) = self.store_room_id(mailbox) {
                         let _ = self
                             .store
-                            .record_error(room, Some(&crate::pipeline::worker::error_chain(&err)))
+                            .record_error(room, Some(&crate::logging::error_chain(&err)))
                             .await;
                     }
                 }
@@ -527,12 +527,14 @@ impl Listener {
             else {
                 continue;
             };
-            for (index, event) in notification.events.iter().enumerate() {
+            let mut distinct: HashSet<&MailboxEvent> =
+                HashSet::with_capacity(notification.events.len());
+            for event in &notification.events {
                 metrics::counter!(m::EVENTS_RECEIVED, "type" => event.kind.as_str()).increment(1);
                 if event.kind == EventKind::Status {
                     continue;
                 }
-                if notification.events[..index].contains(event) {
+                if !distinct.insert(event) {
                     // Exchange repeats an event now and then; the queue coalesces it.
                     metrics::counter!(m::EVENTS_DUPLICATE).increment(1);
                 }

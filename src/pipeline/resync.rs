@@ -32,10 +32,11 @@ use tracing::{debug, info, warn};
 
 use crate::domain::{ItemId, MailboxAddress, SyncChange};
 use crate::health::{Heartbeat, Heartbeats};
+use crate::logging::error_chain;
 use crate::metrics as m;
 use crate::pipeline::queue::Reason;
 use crate::pipeline::source::{CalendarSource, SourceError, ViewEntry};
-use crate::pipeline::worker::{error_chain, item_write, PassError, PassReport, Workers};
+use crate::pipeline::worker::{item_write, PassError, PassReport, Workers};
 use crate::store::{
     ApplyOutcome, ChangeOrigin, ItemWrite, MeetingRow, MeetingSource, MeetingStatus, MeetingWrite,
     Rewrite, Room, StoreError,
@@ -666,13 +667,13 @@ fn compare(view: &[ViewEntry], rows: &[MeetingRow], roll_edge: DateTime<Utc>) ->
     let mut viewed: HashSet<RowKey> = HashSet::with_capacity(view.len());
     for entry in view {
         let key = (entry.uid.clone(), entry.occurrence_start);
-        let seen = Some(Content::of_entry(entry));
+        let seen = Content::of_entry(entry);
         let kind = match by_key.get(&key) {
             None if entry.occurrence_start.is_some() && entry.start >= roll_edge => {
                 Some(Kind::Rolled)
             }
             None => Some(Kind::Missing),
-            Some(row) if row.source == MeetingSource::Exchange && differs(entry, row) => {
+            Some(row) if row.source == MeetingSource::Exchange && Content::of_row(row) != seen => {
                 Some(Kind::Stale)
             }
             Some(_) => None,
@@ -681,7 +682,7 @@ fn compare(view: &[ViewEntry], rows: &[MeetingRow], roll_edge: DateTime<Utc>) ->
             candidates.push(Candidate {
                 kind,
                 key: key.clone(),
-                seen,
+                seen: Some(seen),
             });
         }
         viewed.insert(key);
@@ -785,19 +786,6 @@ fn confirm(
         }
     }
     repair
-}
-
-fn differs(entry: &ViewEntry, row: &MeetingRow) -> bool {
-    let status = if entry.is_cancelled {
-        MeetingStatus::Cancelled
-    } else {
-        MeetingStatus::Confirmed
-    };
-    row.subject != entry.subject
-        || row.starts_at != entry.start
-        || row.ends_at != entry.end
-        || row.is_all_day != entry.is_all_day
-        || row.status != status
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use crate::backoff::Backoff;
 use crate::domain::{CalendarItem, ItemId, MailboxAddress, OccurrenceRef, SyncChange, SyncState};
 use crate::health::{self, Heartbeat, Heartbeats};
+use crate::logging::error_chain;
 use crate::metrics as m;
 use crate::pipeline::queue::{Reason, WorkQueue};
 use crate::pipeline::rooms::RoomDirectory;
@@ -208,7 +209,7 @@ impl<S: CalendarSource> Workers<S> {
                     &mut report,
                 )
                 .await?;
-            add_outcome(&mut report.outcome, &outcome);
+            report.outcome.add(&outcome);
             checkpoint = Some(page.sync_state);
             if last_page {
                 break;
@@ -225,7 +226,7 @@ impl<S: CalendarSource> Workers<S> {
                     room.initial_sync != InitialSync::Complete,
                 )
                 .await?;
-            add_outcome(&mut report.outcome, &outcome);
+            report.outcome.add(&outcome);
         }
         if room.initial_sync != InitialSync::Complete {
             self.rooms
@@ -553,14 +554,6 @@ fn organizer_email(item: &CalendarItem) -> Option<String> {
         .map(|email| email.trim().to_ascii_lowercase())
 }
 
-fn add_outcome(total: &mut ApplyOutcome, outcome: &ApplyOutcome) {
-    total.inserted += outcome.inserted;
-    total.updated += outcome.updated;
-    total.unchanged += outcome.unchanged;
-    total.stale_skipped += outcome.stale_skipped;
-    total.cancelled += outcome.cancelled;
-}
-
 fn record_success(report: &PassReport, started: Instant) {
     metrics::counter!(m::MAILBOX_SYNCS, "outcome" => "ok").increment(1);
     metrics::histogram!(m::MAILBOX_SYNC_DURATION).record(started.elapsed().as_secs_f64());
@@ -585,16 +578,4 @@ fn retry_delay(attempt: u32) -> Duration {
         jitter: 0.25,
     }
     .delay(attempt)
-}
-
-/// The error and its sources in one line, for the status table and logs.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }

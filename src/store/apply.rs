@@ -124,6 +124,17 @@ pub struct ApplyOutcome {
     pub cancelled: u64,
 }
 
+impl ApplyOutcome {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &ApplyOutcome) {
+        self.inserted += other.inserted;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.stale_skipped += other.stale_skipped;
+        self.cancelled += other.cancelled;
+    }
+}
+
 /// Column arrays of the meeting rows of one batch, one entry per row.
 #[derive(Default)]
 struct MeetingColumns<'a> {

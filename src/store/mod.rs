@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use rand::Rng;
 use secrecy::ExposeSecret;
 use tokio_postgres::NoTls;
 
@@ -157,10 +156,12 @@ pub struct MeetingRow {
 
 /// How often a transaction is tried before [`StoreError::Unavailable`].
 const MAX_ATTEMPTS: u32 = 4;
-/// First back-off between attempts; doubles each time.
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
-/// Longest back-off between attempts.
-const BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// Back-off between attempts: from 100 ms, doubling, at most 2 s.
+const RETRY_BACKOFF: crate::backoff::Backoff = crate::backoff::Backoff {
+    first: Duration::from_millis(100),
+    max: Duration::from_secs(2),
+    jitter: 0.5,
+};
 /// Idle time before TCP keep-alive probes start.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// `application_name` when the URL sets none.
@@ -301,8 +302,8 @@ impl PgStore {
                 Err(err) if err.is_transient() && number + 1 < MAX_ATTEMPTS => {
                     metrics::counter!(crate::metrics::DB_RETRIES, "class" => err.retry_class())
                         .increment(1);
-                    let delay = backoff(number);
-                    tracing::warn!(attempt = number + 1, ?delay, error = %error_chain(&err), "Retrying a database transaction");
+                    let delay = RETRY_BACKOFF.delay(number + 1);
+                    tracing::warn!(attempt = number + 1, ?delay, error = %crate::logging::error_chain(&err), "Retrying a database transaction");
                     tokio::time::sleep(delay).await;
                     number += 1;
                 }
@@ -310,26 +311,6 @@ impl PgStore {
             }
         }
     }
-}
-
-/// Full-jitter back-off for the attempt after `attempt`.
-fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_BASE
-        .saturating_mul(1 << attempt.min(16))
-        .min(BACKOFF_CAP);
-    ceiling.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
-}
-
-/// The error and its sources on one line, for logs.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// PostgreSQL text cannot hold NUL characters; they are dropped rather than letting
